@@ -1,0 +1,124 @@
+//! Instruction-set selection, decided once when a model loads.
+
+use std::fmt;
+
+/// A SIMD code path. Ordered from most to least capable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// x86-64 AVX-512F (+VL/DQ/BW).
+    Avx512,
+    /// x86-64 AVX2 + FMA.
+    Avx2,
+    /// Plain Rust / `wide`: every target, including aarch64.
+    Portable,
+}
+
+/// Environment variable that forces a lower path: `avx512`, `avx2` or `portable`.
+pub const ISA_ENV: &str = "LEVIT_ISA";
+
+impl Isa {
+    /// Every path, best first.
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+
+    /// Whether this CPU can run the path.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The paths this CPU supports, best first (what tests loop over).
+    pub fn supported() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.is_supported()).collect()
+    }
+
+    /// The best supported path.
+    pub fn best() -> Isa {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.is_supported())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// The best path, lowered to the one named by `LEVIT_ISA` if set. An unknown name
+    /// or an unsupported path is an error (silently running another path would make a
+    /// test that forces a path meaningless).
+    pub fn from_env() -> Result<Isa, IsaError> {
+        match std::env::var(ISA_ENV) {
+            Ok(name) if !name.trim().is_empty() => Isa::parse(&name)?.require_supported(),
+            _ => Ok(Isa::best()),
+        }
+    }
+
+    /// Parses `avx512`, `avx2` or `portable` (case-insensitive).
+    pub fn parse(name: &str) -> Result<Isa, IsaError> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "avx512" | "avx-512" => Ok(Isa::Avx512),
+            "avx2" => Ok(Isa::Avx2),
+            "portable" | "scalar" | "generic" => Ok(Isa::Portable),
+            _ => Err(IsaError::Unknown(name.to_string())),
+        }
+    }
+
+    /// `Ok(self)` if this CPU supports it.
+    pub fn require_supported(self) -> Result<Isa, IsaError> {
+        if self.is_supported() {
+            Ok(self)
+        } else {
+            Err(IsaError::Unsupported(self))
+        }
+    }
+
+    /// Lower-case name, as `LEVIT_ISA` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why an ISA request cannot be honoured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IsaError {
+    /// The name is not one of `avx512`, `avx2`, `portable`.
+    Unknown(String),
+    /// The CPU lacks the instructions.
+    Unsupported(Isa),
+}
+
+impl fmt::Display for IsaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IsaError::Unknown(n) => write!(
+                f,
+                "unknown SIMD path {n:?} (expected avx512, avx2 or portable)"
+            ),
+            IsaError::Unsupported(i) => write!(f, "this CPU does not support the {i} path"),
+        }
+    }
+}
+
+impl std::error::Error for IsaError {}

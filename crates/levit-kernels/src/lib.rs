@@ -1,0 +1,31 @@
+//! Kernels for LeViT inference. Pure functions on slices: nothing here knows about
+//! LeViT, files or allocation. Every kernel has a scalar `reference` beside it that is
+//! the truth the SIMD paths are tested against.
+//!
+//! Layout conventions shared by all kernels:
+//! - activations are row-major `[rows, channels]` f32 slices with explicit strides;
+//! - GEMM right-hand operands are pre-packed in panels of [`NR`] columns
+//!   (`packed[p][k][j] = B[k][p*NR + j]`, zero-padded), see [`gemm`].
+
+pub mod activation;
+pub mod attention;
+pub mod conv;
+pub mod gemm;
+pub mod isa;
+pub mod reduce;
+
+pub use activation::Activation;
+pub use isa::Isa;
+
+/// Width of one packed weight panel, in f32 columns (one 64-byte cache line).
+pub const NR: usize = 16;
+
+/// Number of panels needed for `n` output columns.
+pub const fn panels(n: usize) -> usize {
+    n.div_ceil(NR)
+}
+
+/// Length in f32 of a packed `[K, N]` operand.
+pub const fn packed_len(k: usize, n: usize) -> usize {
+    panels(n) * k * NR
+}
