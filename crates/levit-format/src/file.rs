@@ -1,0 +1,317 @@
+//! Opening and validating a weight file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
+
+use crate::{FormatError, LoadMode, StorageBytes, ALIGNMENT, FORMAT_VERSION, MAGIC};
+
+/// How to open a weight file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Map or copy the bytes.
+    pub mode: LoadMode,
+    /// Check every tensor's CRC-32 (reads every byte once: about 10 ms per 100 MB).
+    /// The header checks (bounds, alignment, config checksum) always run.
+    pub verify_checksums: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            mode: LoadMode::Mmap,
+            verify_checksums: true,
+        }
+    }
+}
+
+/// One tensor's entry in the table, with an absolute byte range into the file.
+#[derive(Clone, Debug)]
+struct TensorEntry {
+    name: String,
+    shape: Vec<usize>,
+    begin: usize,
+    end: usize,
+    crc32: u32,
+}
+
+/// A borrowed tensor: name, shape and f32 data living in the file's bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorView<'a> {
+    /// Tensor name.
+    pub name: &'a str,
+    /// Shape as stored.
+    pub shape: &'a [usize],
+    /// Data, 64-byte aligned.
+    pub data: &'a [f32],
+}
+
+/// A validated weight file. Tensor data is used in place (no copy for `Mmap`).
+pub struct WeightFile {
+    bytes: StorageBytes,
+    config_json: String,
+    format_version: u32,
+    source: Option<String>,
+    tensors: Vec<TensorEntry>,
+    index: HashMap<String, usize>,
+    checksums_verified: bool,
+}
+
+impl std::fmt::Debug for WeightFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeightFile")
+            .field("bytes", &self.bytes.as_slice().len())
+            .field("mode", &self.bytes.mode())
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+impl WeightFile {
+    /// Opens and validates `path`.
+    pub fn open(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self, FormatError> {
+        let path = path.as_ref();
+        let io = |source| FormatError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(FormatError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        let file = File::open(path).map_err(io)?;
+        let bytes = match options.mode {
+            // SAFETY: the map is read-only and we never create a `&mut` into it. The
+            // remaining risk, another process truncating the file while mapped, is
+            // documented on `LoadMode::Mmap`; `LoadMode::Owned` avoids it.
+            LoadMode::Mmap if meta.len() > 0 => {
+                StorageBytes::Mapped(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?)
+            }
+            _ => StorageBytes::read_from(&file, meta.len() as usize).map_err(io)?,
+        };
+        Self::from_storage(bytes, options.verify_checksums)
+    }
+
+    /// Validates bytes already in memory (copied into aligned storage).
+    pub fn from_bytes(bytes: &[u8], verify_checksums: bool) -> Result<Self, FormatError> {
+        Self::from_storage(StorageBytes::copy_from(bytes), verify_checksums)
+    }
+
+    fn from_storage(bytes: StorageBytes, verify_checksums: bool) -> Result<Self, FormatError> {
+        let buf = bytes.as_slice();
+        if buf.len() < 8 {
+            return Err(FormatError::Container(format!(
+                "file is {} bytes long, too short to hold a header",
+                buf.len()
+            )));
+        }
+        let header_len = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+        if header_len > (buf.len() - 8) as u64 {
+            return Err(FormatError::Container(format!(
+                "header claims {header_len} bytes but the file has only {} after the length field (truncated?)",
+                buf.len() - 8
+            )));
+        }
+        let (header_len, metadata) = SafeTensors::read_metadata(buf).map_err(container_error)?;
+        let data_start = 8 + header_len;
+        if data_start % ALIGNMENT != 0 {
+            return Err(FormatError::Container(format!(
+                "tensor data starts at byte {data_start}, not a multiple of {ALIGNMENT}"
+            )));
+        }
+
+        let meta = metadata
+            .metadata()
+            .as_ref()
+            .ok_or_else(|| FormatError::NotLevit("no __metadata__ in the header".into()))?;
+        let get = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| FormatError::metadata(key, "missing"))
+        };
+        match meta.get("format") {
+            Some(m) if m == MAGIC => {}
+            Some(m) => return Err(FormatError::NotLevit(format!("format is {m:?}, not {MAGIC:?}"))),
+            None => return Err(FormatError::NotLevit("no `format` entry in __metadata__".into())),
+        }
+        let version_text = get("format_version")?;
+        let format_version = match version_text.trim().parse::<u32>() {
+            Ok(v) if v == FORMAT_VERSION => v,
+            _ => {
+                return Err(FormatError::UnsupportedVersion {
+                    found: version_text.clone(),
+                    supported: FORMAT_VERSION,
+                })
+            }
+        };
+        let config_json = get("config")?.clone();
+        let config_crc = parse_crc("config_crc32", get("config_crc32")?)?;
+        let actual = crc32fast::hash(config_json.as_bytes());
+        if actual != config_crc {
+            return Err(FormatError::ConfigChecksum {
+                expected: config_crc,
+                actual,
+            });
+        }
+        let mut checksums = parse_checksums(get("checksums")?)?;
+
+        let mut tensors = Vec::with_capacity(metadata.tensors().len());
+        let mut index = HashMap::new();
+        for name in metadata.offset_keys() {
+            let info = metadata
+                .info(&name)
+                .ok_or_else(|| FormatError::Container(format!("tensor `{name}` vanished")))?;
+            if info.dtype != Dtype::F32 {
+                return Err(FormatError::Dtype {
+                    tensor: name,
+                    dtype: format!("{:?}", info.dtype),
+                });
+            }
+            let (begin, end) = (data_start + info.data_offsets.0, data_start + info.data_offsets.1);
+            if begin % ALIGNMENT != 0 {
+                return Err(FormatError::Misaligned {
+                    tensor: name,
+                    offset: begin,
+                });
+            }
+            let crc32 = checksums.remove(&name).ok_or_else(|| {
+                FormatError::ChecksumTable(format!("no checksum for tensor `{name}`"))
+            })?;
+            index.insert(name.clone(), tensors.len());
+            tensors.push(TensorEntry {
+                name,
+                shape: info.shape.clone(),
+                begin,
+                end,
+                crc32,
+            });
+        }
+        if let Some(extra) = checksums.keys().min() {
+            return Err(FormatError::ChecksumTable(format!(
+                "checksum for `{extra}`, which is not a tensor in the file"
+            )));
+        }
+        let source = meta.get("source").cloned();
+        let file = WeightFile {
+            bytes,
+            config_json,
+            format_version,
+            source,
+            tensors,
+            index,
+            checksums_verified: false,
+        };
+        if verify_checksums {
+            file.verify_checksums()?;
+            return Ok(WeightFile {
+                checksums_verified: true,
+                ..file
+            });
+        }
+        Ok(file)
+    }
+
+    /// Recomputes every tensor's CRC-32 and compares it with the header.
+    pub fn verify_checksums(&self) -> Result<(), FormatError> {
+        for t in &self.tensors {
+            let actual = crc32fast::hash(&self.bytes.as_slice()[t.begin..t.end]);
+            if actual != t.crc32 {
+                return Err(FormatError::Checksum {
+                    tensor: t.name.clone(),
+                    expected: t.crc32,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the tensor checksums were verified at load.
+    pub fn checksums_verified(&self) -> bool {
+        self.checksums_verified
+    }
+
+    /// The model config (JSON text).
+    pub fn config_json(&self) -> &str {
+        &self.config_json
+    }
+
+    /// The format version of the file.
+    pub fn format_version(&self) -> u32 {
+        self.format_version
+    }
+
+    /// The `source` note written by the converter, if any.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// Size of the file in bytes.
+    pub fn file_len(&self) -> usize {
+        self.bytes.as_slice().len()
+    }
+
+    /// Whether the bytes are mapped or owned.
+    pub fn mode(&self) -> LoadMode {
+        self.bytes.mode()
+    }
+
+    /// Looks a tensor up by name.
+    pub fn tensor(&self, name: &str) -> Option<TensorView<'_>> {
+        self.index.get(name).map(|&i| self.view(&self.tensors[i]))
+    }
+
+    /// All tensors, in file order.
+    pub fn tensors(&self) -> impl Iterator<Item = TensorView<'_>> {
+        self.tensors.iter().map(|t| self.view(t))
+    }
+
+    fn view<'a>(&'a self, t: &'a TensorEntry) -> TensorView<'a> {
+        // Begin/end are 64-byte aligned offsets into 64-byte aligned storage and the
+        // container check proved `end - begin == 4 * elements`, so the cast cannot fail.
+        let data = bytemuck::cast_slice(&self.bytes.as_slice()[t.begin..t.end]);
+        TensorView {
+            name: &t.name,
+            shape: &t.shape,
+            data,
+        }
+    }
+}
+
+fn parse_crc(key: &str, text: &str) -> Result<u32, FormatError> {
+    if text.len() != 8 {
+        return Err(FormatError::metadata(key, format!("{text:?} is not 8 hex digits")));
+    }
+    u32::from_str_radix(text, 16)
+        .map_err(|_| FormatError::metadata(key, format!("{text:?} is not 8 hex digits")))
+}
+
+fn parse_checksums(text: &str) -> Result<HashMap<String, u32>, FormatError> {
+    let map: HashMap<String, String> = serde_json::from_str(text)
+        .map_err(|e| FormatError::metadata("checksums", format!("not a JSON map of strings: {e}")))?;
+    map.into_iter()
+        .map(|(name, crc)| Ok((name.clone(), parse_crc(&format!("checksums[{name}]"), &crc)?)))
+        .collect()
+}
+
+fn container_error(e: SafeTensorError) -> FormatError {
+    let text = match e {
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "tensor data does not end exactly at the end of the file (truncated or trailing bytes)"
+                .to_string()
+        }
+        SafeTensorError::InvalidOffset(name) => format!(
+            "tensor `{name}` has data_offsets that overlap another tensor, leave a gap, or run backwards"
+        ),
+        SafeTensorError::TensorInvalidInfo => {
+            "a tensor's shape does not match its byte size".to_string()
+        }
+        SafeTensorError::ValidationOverflow => "a tensor's shape overflows".to_string(),
+        SafeTensorError::HeaderTooLarge => "header length is larger than 100 MB".to_string(),
+        other => format!("bad header: {other}"),
+    };
+    FormatError::Container(text)
+}
