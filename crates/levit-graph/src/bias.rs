@@ -1,0 +1,75 @@
+//! Attention-bias indexing (reference §3.3) and the gathered per-head tables.
+//!
+//! Query `(qy, qx)` on the query grid sits at `(qy*stride, qx*stride)` on the key grid;
+//! its bias for key `(ky, kx)` is `table[h][|qy*stride - ky| * r_in + |qx*stride - kx|]`.
+//! `stride` is 1 for plain attention and 2 for the subsampling one.
+
+use crate::AttnDims;
+
+/// Index of the bias-table column for query `q` and key `k` (both flat, row-major).
+pub fn bias_index(r_in: usize, r_out: usize, q: usize, k: usize) -> usize {
+    let stride = if r_in == r_out { 1 } else { 2 };
+    let (qy, qx) = (q / r_out * stride, q % r_out * stride);
+    let (ky, kx) = (k / r_in, k % r_in);
+    qy.abs_diff(ky) * r_in + qx.abs_diff(kx)
+}
+
+/// Gathers `table` (`[heads][row_stride]`, first `r_in²` columns used) into
+/// `out` = `[heads][nq][nk]`.
+pub fn gather(a: &AttnDims, table: &[f32], row_stride: usize, out: &mut [f32]) {
+    let (nq, nk) = (a.nq(), a.nk());
+    assert!(out.len() >= a.heads * nq * nk && table.len() >= a.heads * row_stride);
+    for h in 0..a.heads {
+        let row = &table[h * row_stride..][..nk];
+        for q in 0..nq {
+            let dst = &mut out[(h * nq + q) * nk..][..nk];
+            for (k, d) in dst.iter_mut().enumerate() {
+                *d = row[bias_index(a.r_in, a.r_out, q, k)];
+            }
+        }
+    }
+}
+
+/// Flat key-grid token index of each query token of a stride-2 subsample
+/// (`x.view(R, R, C)[::2, ::2]`, row-major).
+pub fn subsample_rows(r_in: usize) -> Vec<u32> {
+    let r_out = (r_in - 1) / 2 + 1;
+    (0..r_out * r_out)
+        .map(|q| ((q / r_out * 2) * r_in + (q % r_out) * 2) as u32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsample_7_to_4_keeps_even_rows_and_columns() {
+        assert_eq!(
+            subsample_rows(7),
+            vec![0, 2, 4, 6, 14, 16, 18, 20, 28, 30, 32, 34, 42, 44, 46, 48]
+        );
+        let ids = subsample_rows(14);
+        assert_eq!(ids.len(), 49);
+        assert_eq!(&ids[..8], &[0, 2, 4, 6, 8, 10, 12, 28]);
+        assert_eq!(*ids.last().unwrap(), 12 * 14 + 12);
+    }
+
+    #[test]
+    fn subsample_bias_row_matches_reference_example() {
+        // Reference §3.3: AS 7->4, query 1 = (0,1) -> input (0,2).
+        let row: Vec<usize> = (0..14).map(|k| bias_index(7, 4, 1, k)).collect();
+        assert_eq!(row, vec![2, 1, 0, 1, 2, 3, 4, 9, 8, 7, 8, 9, 10, 11]);
+    }
+
+    #[test]
+    fn plain_bias_index_is_symmetric_distance() {
+        for q in 0..196 {
+            for k in 0..196 {
+                let (dy, dx) = ((q / 14).abs_diff(k / 14), (q % 14).abs_diff(k % 14));
+                assert_eq!(bias_index(14, 14, q, k), dy * 14 + dx);
+                assert_eq!(bias_index(14, 14, q, k), bias_index(14, 14, k, q));
+            }
+        }
+    }
+}

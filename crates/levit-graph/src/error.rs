@@ -1,0 +1,29 @@
+//! Errors from turning a config into a plan.
+
+/// Why a config cannot be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// The config JSON does not parse.
+    #[error("model config is not valid JSON for a LeViT config: {0}")]
+    ConfigJson(String),
+    /// A config field has a value the engine cannot run.
+    #[error("unsupported model config: {field}: {reason}")]
+    Unsupported {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A tensor needed by the plan was not provided.
+    #[error("missing tensor `{0}`")]
+    MissingTensor(String),
+}
+
+impl GraphError {
+    pub(crate) fn unsupported(field: &'static str, reason: impl Into<String>) -> Self {
+        GraphError::Unsupported {
+            field,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,666 @@
+//! The execution plan: a flat list of kernel calls over ranges of one arena.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use levit_kernels::attention::{AttentionShape, HeadView};
+use levit_kernels::conv::{ConvGeometry, ImageLayout};
+use levit_kernels::gemm::Epilogue;
+use levit_kernels::Activation;
+
+use crate::arena::{ArenaPlanner, BufId, BufRange};
+use crate::tensors::tensor_specs;
+use crate::{bias, AttnDims, Config, Dims, GraphError, TensorSpec};
+
+/// Index into [`Plan::weights`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightId(pub usize);
+
+/// Where an im2col reads its image from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageSource {
+    /// The caller's input image (CHW).
+    Input,
+    /// A previous conv's output (HWC) in the arena.
+    Arena(BufRange),
+}
+
+/// One kernel call. Every range and shape was validated when the plan was built.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// 3x3 stride-2 im2col into `cols`.
+    Im2col {
+        /// Image.
+        src: ImageSource,
+        /// Its layout.
+        layout: ImageLayout,
+        /// Its geometry.
+        geometry: ConvGeometry,
+        /// Column matrix.
+        cols: BufRange,
+    },
+    /// `c = epilogue(a · weight + bias)`.
+    Gemm {
+        /// Left operand.
+        a: BufRange,
+        /// Its row stride.
+        lda: usize,
+        /// Optional row gather (range of [`Plan::row_tables`]).
+        a_rows: Option<Range<usize>>,
+        /// Rows.
+        m: usize,
+        /// Reduction.
+        k: usize,
+        /// Columns.
+        n: usize,
+        /// Packed weight.
+        weight: WeightId,
+        /// Bias.
+        bias: WeightId,
+        /// Epilogue.
+        epilogue: Epilogue,
+        /// Output.
+        c: BufRange,
+        /// Output row stride.
+        ldc: usize,
+    },
+    /// Multi-head attention with gathered bias (range of [`Plan::bias_tables`]).
+    Attention {
+        /// Sizes.
+        shape: AttentionShape,
+        /// Buffer holding q.
+        q: BufRange,
+        /// q layout.
+        q_view: HeadView,
+        /// Buffer holding k and v.
+        kv: BufRange,
+        /// k layout.
+        k_view: HeadView,
+        /// v layout.
+        v_view: HeadView,
+        /// Gathered bias.
+        bias: Range<usize>,
+        /// Activation on the output.
+        act: Activation,
+        /// Output `[nq, heads*val_dim]`.
+        out: BufRange,
+        /// Scratch.
+        scratch: BufRange,
+    },
+    /// Average over token rows.
+    MeanRows {
+        /// Tokens.
+        x: BufRange,
+        /// Rows.
+        rows: usize,
+        /// Channels.
+        cols: usize,
+        /// Output.
+        out: BufRange,
+    },
+    /// A named intermediate is complete (for tracing and per-stage tests).
+    Tap(usize),
+}
+
+/// A named intermediate activation: `[rows, cols]` row-major in `buf`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tap {
+    /// `stem`, `stage0`, `stage1`, ...
+    pub name: String,
+    /// Where it lives when its step runs.
+    pub buf: BufRange,
+    /// Rows (tokens).
+    pub rows: usize,
+    /// Columns (channels).
+    pub cols: usize,
+}
+
+/// A model as data: steps, arena layout, weights to bind, bias and row tables.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The config it was built from.
+    pub config: Config,
+    /// Derived sizes.
+    pub dims: Dims,
+    /// Kernel calls in order.
+    pub steps: Vec<Step>,
+    /// Tensors the steps read, with their expected stored shapes.
+    pub weights: Vec<TensorSpec>,
+    /// Arena length in f32.
+    pub arena_len: usize,
+    /// Input length (`in_chans * img_size²`).
+    pub input_len: usize,
+    /// Where the logits end up.
+    pub output: BufRange,
+    /// All gathered attention-bias tables, back to back.
+    pub bias_tables: Vec<f32>,
+    /// All row-gather tables, back to back.
+    pub row_tables: Vec<u32>,
+    /// Named intermediates.
+    pub taps: Vec<Tap>,
+}
+
+struct Builder<'w> {
+    arena: ArenaPlanner,
+    steps: Vec<PendingStep>,
+    weights: Vec<TensorSpec>,
+    weight_index: HashMap<String, usize>,
+    bias_tables: Vec<f32>,
+    row_tables: Vec<u32>,
+    taps: Vec<(String, BufId, usize, usize)>,
+    lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
+}
+
+/// Buffers named by id until the arena is packed.
+enum PendingStep {
+    Im2col {
+        src: Option<BufId>,
+        layout: ImageLayout,
+        geometry: ConvGeometry,
+        cols: BufId,
+    },
+    Gemm {
+        a: BufId,
+        lda: usize,
+        a_rows: Option<Range<usize>>,
+        m: usize,
+        k: usize,
+        n: usize,
+        weight: WeightId,
+        bias: WeightId,
+        epilogue: Epilogue,
+        c: BufId,
+        ldc: usize,
+    },
+    Attention {
+        shape: AttentionShape,
+        q: BufId,
+        q_view: HeadView,
+        kv: BufId,
+        k_view: HeadView,
+        v_view: HeadView,
+        bias: Range<usize>,
+        act: Activation,
+        out: BufId,
+        scratch: BufId,
+    },
+    MeanRows {
+        x: BufId,
+        rows: usize,
+        cols: usize,
+        out: BufId,
+    },
+    Tap(usize),
+}
+
+impl<'w> Builder<'w> {
+    fn step(&self) -> usize {
+        self.steps.len()
+    }
+
+    fn buf(&mut self, len: usize) -> BufId {
+        let s = self.step();
+        self.arena.alloc(len, s)
+    }
+
+    fn push(&mut self, step: PendingStep) {
+        let s = self.step();
+        let used: Vec<BufId> = match &step {
+            PendingStep::Im2col { src, cols, .. } => src.iter().copied().chain([*cols]).collect(),
+            PendingStep::Gemm { a, c, .. } => vec![*a, *c],
+            PendingStep::Attention {
+                q,
+                kv,
+                out,
+                scratch,
+                ..
+            } => vec![*q, *kv, *out, *scratch],
+            PendingStep::MeanRows { x, out, .. } => vec![*x, *out],
+            PendingStep::Tap(i) => vec![self.taps[*i].1],
+        };
+        for b in used {
+            self.arena.touch(b, s);
+        }
+        self.steps.push(step);
+    }
+
+    fn weight(&mut self, name: String) -> Result<WeightId, GraphError> {
+        self.weight_index
+            .get(&name)
+            .map(|&i| WeightId(i))
+            .ok_or(GraphError::MissingTensor(name))
+    }
+
+    /// `out = epilogue(x · W + b)` with `W`, `b` named `{prefix}.weight/.bias`.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &mut self,
+        prefix: &str,
+        x: BufId,
+        rows: Option<Range<usize>>,
+        m: usize,
+        k: usize,
+        n: usize,
+        epilogue: Epilogue,
+        out: BufId,
+    ) -> Result<(), GraphError> {
+        let weight = self.weight(format!("{prefix}.weight"))?;
+        let bias = self.weight(format!("{prefix}.bias"))?;
+        self.push(PendingStep::Gemm {
+            a: x,
+            lda: k,
+            a_rows: rows,
+            m,
+            k,
+            n,
+            weight,
+            bias,
+            epilogue,
+            c: out,
+            ldc: n,
+        });
+        Ok(())
+    }
+
+    /// Gathers the bias table `{prefix}.attention_biases` for `a`.
+    fn bias_table(&mut self, prefix: &str, a: &AttnDims) -> Result<Range<usize>, GraphError> {
+        let name = format!("{prefix}.attention_biases");
+        let id = self.weight(name.clone())?;
+        let spec = &self.weights[id.0];
+        let row_stride = spec.shape[1];
+        let table = (self.lookup)(&name).ok_or(GraphError::MissingTensor(name))?;
+        let start = self.bias_tables.len();
+        self.bias_tables
+            .resize(start + a.heads * a.nq() * a.nk(), 0.0);
+        bias::gather(a, table, row_stride, &mut self.bias_tables[start..]);
+        Ok(start..self.bias_tables.len())
+    }
+
+    fn attention(
+        &mut self,
+        prefix: &str,
+        a: &AttnDims,
+        x: BufId,
+        act: Activation,
+    ) -> Result<BufId, GraphError> {
+        let (nq, nk, h, d, dv) = (a.nq(), a.nk(), a.heads, a.key_dim, a.val_dim);
+        let bias = self.bias_table(prefix, a)?;
+        let shape = AttentionShape {
+            heads: h,
+            key_dim: d,
+            val_dim: dv,
+            nq,
+            nk,
+            scale: (d as f64).powf(-0.5) as f32,
+        };
+        let (q, q_view, kv, k_view, v_view);
+        if a.is_subsample() {
+            let kv_width = h * (d + dv);
+            kv = self.buf(nk * kv_width);
+            self.linear(
+                &format!("{prefix}.kv"),
+                x,
+                None,
+                nk,
+                a.dim_in,
+                kv_width,
+                Epilogue::BiasAct(Activation::None),
+                kv,
+            )?;
+            let rows = bias::subsample_rows(a.r_in);
+            let start = self.row_tables.len();
+            self.row_tables.extend_from_slice(&rows);
+            q = self.buf(nq * h * d);
+            self.linear(
+                &format!("{prefix}.q"),
+                x,
+                Some(start..self.row_tables.len()),
+                nq,
+                a.dim_in,
+                h * d,
+                Epilogue::BiasAct(Activation::None),
+                q,
+            )?;
+            q_view = HeadView {
+                offset: 0,
+                row_stride: h * d,
+                head_stride: d,
+            };
+            k_view = HeadView {
+                offset: 0,
+                row_stride: kv_width,
+                head_stride: d + dv,
+            };
+            v_view = HeadView {
+                offset: d,
+                row_stride: kv_width,
+                head_stride: d + dv,
+            };
+        } else {
+            let width = h * (2 * d + dv);
+            kv = self.buf(nk * width);
+            self.linear(
+                &format!("{prefix}.qkv"),
+                x,
+                None,
+                nk,
+                a.dim_in,
+                width,
+                Epilogue::BiasAct(Activation::None),
+                kv,
+            )?;
+            q = kv;
+            q_view = HeadView {
+                offset: 0,
+                row_stride: width,
+                head_stride: 2 * d + dv,
+            };
+            k_view = HeadView {
+                offset: d,
+                row_stride: width,
+                head_stride: 2 * d + dv,
+            };
+            v_view = HeadView {
+                offset: 2 * d,
+                row_stride: width,
+                head_stride: 2 * d + dv,
+            };
+        }
+        let out = self.buf(shape.out_len());
+        let scratch = self.buf(shape.scratch_len());
+        self.push(PendingStep::Attention {
+            shape,
+            q,
+            q_view,
+            kv,
+            k_view,
+            v_view,
+            bias,
+            act,
+            out,
+            scratch,
+        });
+        Ok(out)
+    }
+
+    /// `x += fc2(act(fc1(x)))`.
+    fn mlp(
+        &mut self,
+        prefix: &str,
+        x: BufId,
+        rows: usize,
+        dim: usize,
+        hidden: usize,
+        act: Activation,
+    ) -> Result<(), GraphError> {
+        let h = self.buf(rows * hidden);
+        self.linear(
+            &format!("{prefix}.fc1"),
+            x,
+            None,
+            rows,
+            dim,
+            hidden,
+            Epilogue::BiasAct(act),
+            h,
+        )?;
+        self.linear(
+            &format!("{prefix}.fc2"),
+            h,
+            None,
+            rows,
+            hidden,
+            dim,
+            Epilogue::BiasResidual,
+            x,
+        )
+    }
+
+    fn tap(&mut self, name: String, buf: BufId, rows: usize, cols: usize) {
+        self.taps.push((name, buf, rows, cols));
+        let i = self.taps.len() - 1;
+        self.push(PendingStep::Tap(i));
+    }
+}
+
+impl Plan {
+    /// Builds the plan for `config`. `lookup` returns a tensor's stored data by name
+    /// (used once, to gather the attention-bias tables).
+    pub fn build<'w>(
+        config: &Config,
+        lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<Plan, GraphError> {
+        let dims = config.dims()?;
+        let weights = tensor_specs(&dims);
+        let weight_index = weights
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let act = config.activation();
+        let mut b = Builder {
+            arena: ArenaPlanner::default(),
+            steps: Vec::new(),
+            weights,
+            weight_index,
+            bias_tables: Vec::new(),
+            row_tables: Vec::new(),
+            taps: Vec::new(),
+            lookup,
+        };
+
+        // Stem: four 3x3 stride-2 convs as im2col + GEMM; the last one's HWC output is
+        // the token matrix `[R0², E0]`.
+        let mut image: Option<BufId> = None;
+        for (i, &(cin, cout, side)) in dims.stem.iter().enumerate() {
+            let geometry = ConvGeometry {
+                cin,
+                hin: side,
+                win: side,
+            };
+            let cols = b.buf(geometry.cols_len());
+            let layout = if image.is_none() {
+                ImageLayout::Chw
+            } else {
+                ImageLayout::Hwc
+            };
+            b.push(PendingStep::Im2col {
+                src: image,
+                layout,
+                geometry,
+                cols,
+            });
+            let m = geometry.hout() * geometry.wout();
+            let out = b.buf(m * cout);
+            let conv_act = if i < 3 { act } else { Activation::None };
+            b.linear(
+                &format!("stem.{i}"),
+                cols,
+                None,
+                m,
+                geometry.k(),
+                cout,
+                Epilogue::BiasAct(conv_act),
+                out,
+            )?;
+            image = Some(out);
+        }
+        let mut x = image.expect("four stem convs");
+        let r0 = dims.stages[0].resolution;
+        b.tap("stem".into(), x, r0 * r0, dims.stages[0].dim);
+
+        for (s, stage) in dims.stages.iter().enumerate() {
+            let n = stage.resolution * stage.resolution;
+            if let Some((a, hidden)) = &stage.downsample {
+                let p = format!("stages.{s}.downsample");
+                let o = b.attention(&format!("{p}.attn"), a, x, act)?;
+                let y = b.buf(n * stage.dim);
+                b.linear(
+                    &format!("{p}.attn.proj"),
+                    o,
+                    None,
+                    n,
+                    a.heads * a.val_dim,
+                    stage.dim,
+                    Epilogue::BiasAct(Activation::None),
+                    y,
+                )?;
+                x = y;
+                b.mlp(&format!("{p}.mlp"), x, n, stage.dim, *hidden, act)?;
+            }
+            let a = stage.attn;
+            for j in 0..stage.depth {
+                let p = format!("stages.{s}.blocks.{j}");
+                let o = b.attention(&format!("{p}.attn"), &a, x, act)?;
+                b.linear(
+                    &format!("{p}.attn.proj"),
+                    o,
+                    None,
+                    n,
+                    a.heads * a.val_dim,
+                    stage.dim,
+                    Epilogue::BiasResidual,
+                    x,
+                )?;
+                b.mlp(&format!("{p}.mlp"), x, n, stage.dim, stage.mlp_hidden, act)?;
+            }
+            b.tap(format!("stage{s}"), x, n, stage.dim);
+        }
+
+        let last = dims.stages.last().expect("at least one stage");
+        let rows = last.resolution * last.resolution;
+        let pooled = b.buf(last.dim);
+        b.push(PendingStep::MeanRows {
+            x,
+            rows,
+            cols: last.dim,
+            out: pooled,
+        });
+        let logits = b.buf(dims.num_classes);
+        b.linear(
+            "head",
+            pooled,
+            None,
+            1,
+            last.dim,
+            dims.num_classes,
+            Epilogue::BiasAct(Activation::None),
+            logits,
+        )?;
+
+        let (ranges, arena_len) = b.arena.pack();
+        let r = |id: BufId| ranges[id.0];
+        let steps = b
+            .steps
+            .into_iter()
+            .map(|s| match s {
+                PendingStep::Im2col {
+                    src,
+                    layout,
+                    geometry,
+                    cols,
+                } => Step::Im2col {
+                    src: src.map_or(ImageSource::Input, |id| ImageSource::Arena(r(id))),
+                    layout,
+                    geometry,
+                    cols: r(cols),
+                },
+                PendingStep::Gemm {
+                    a,
+                    lda,
+                    a_rows,
+                    m,
+                    k,
+                    n,
+                    weight,
+                    bias,
+                    epilogue,
+                    c,
+                    ldc,
+                } => Step::Gemm {
+                    a: r(a),
+                    lda,
+                    a_rows,
+                    m,
+                    k,
+                    n,
+                    weight,
+                    bias,
+                    epilogue,
+                    c: r(c),
+                    ldc,
+                },
+                PendingStep::Attention {
+                    shape,
+                    q,
+                    q_view,
+                    kv,
+                    k_view,
+                    v_view,
+                    bias,
+                    act,
+                    out,
+                    scratch,
+                } => Step::Attention {
+                    shape,
+                    q: r(q),
+                    q_view,
+                    kv: r(kv),
+                    k_view,
+                    v_view,
+                    bias,
+                    act,
+                    out: r(out),
+                    scratch: r(scratch),
+                },
+                PendingStep::MeanRows { x, rows, cols, out } => Step::MeanRows {
+                    x: r(x),
+                    rows,
+                    cols,
+                    out: r(out),
+                },
+                PendingStep::Tap(i) => Step::Tap(i),
+            })
+            .collect();
+        let taps = b
+            .taps
+            .into_iter()
+            .map(|(name, id, rows, cols)| Tap {
+                name,
+                buf: r(id),
+                rows,
+                cols,
+            })
+            .collect();
+        let plan = Plan {
+            config: config.clone(),
+            input_len: config.in_chans * config.img_size * config.img_size,
+            output: BufRange {
+                offset: r(logits).offset,
+                len: dims.num_classes,
+            },
+            dims,
+            steps,
+            weights: b.weights,
+            arena_len,
+            bias_tables: b.bias_tables,
+            row_tables: b.row_tables,
+            taps,
+        };
+        Ok(plan)
+    }
+
+    /// Multiply-accumulates per image (convs, linears, both attention matmuls).
+    pub fn macs(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Gemm { m, k, n, .. } => (m * k * n) as u64,
+                Step::Attention { shape, .. } => {
+                    (shape.heads * shape.nq * shape.nk * (shape.key_dim + shape.val_dim)) as u64
+                }
+                _ => 0,
+            })
+            .sum()
+    }
+}
