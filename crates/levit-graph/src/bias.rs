@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn plain_bias_index_is_symmetric_distance() {
-        for q in 0..196 {
+        for q in 0..196usize {
             for k in 0..196 {
                 let (dy, dx) = ((q / 14).abs_diff(k / 14), (q % 14).abs_diff(k % 14));
                 assert_eq!(bias_index(14, 14, q, k), dy * 14 + dx);
