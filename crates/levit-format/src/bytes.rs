@@ -69,7 +69,9 @@ impl StorageBytes {
     pub fn as_slice(&self) -> &[u8] {
         match self {
             StorageBytes::Mapped(m) => m,
-            StorageBytes::Owned { blocks, len } => &bytemuck::cast_slice::<Block, u8>(blocks)[..*len],
+            StorageBytes::Owned { blocks, len } => {
+                &bytemuck::cast_slice::<Block, u8>(blocks)[..*len]
+            }
         }
     }
 

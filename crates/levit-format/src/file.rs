@@ -134,8 +134,16 @@ impl WeightFile {
         };
         match meta.get("format") {
             Some(m) if m == MAGIC => {}
-            Some(m) => return Err(FormatError::NotLevit(format!("format is {m:?}, not {MAGIC:?}"))),
-            None => return Err(FormatError::NotLevit("no `format` entry in __metadata__".into())),
+            Some(m) => {
+                return Err(FormatError::NotLevit(format!(
+                    "format is {m:?}, not {MAGIC:?}"
+                )))
+            }
+            None => {
+                return Err(FormatError::NotLevit(
+                    "no `format` entry in __metadata__".into(),
+                ))
+            }
         }
         let version_text = get("format_version")?;
         let format_version = match version_text.trim().parse::<u32>() {
@@ -170,7 +178,10 @@ impl WeightFile {
                     dtype: format!("{:?}", info.dtype),
                 });
             }
-            let (begin, end) = (data_start + info.data_offsets.0, data_start + info.data_offsets.1);
+            let (begin, end) = (
+                data_start + info.data_offsets.0,
+                data_start + info.data_offsets.1,
+            );
             if begin % ALIGNMENT != 0 {
                 return Err(FormatError::Misaligned {
                     tensor: name,
@@ -264,6 +275,24 @@ impl WeightFile {
         self.index.get(name).map(|&i| self.view(&self.tensors[i]))
     }
 
+    /// Position of a tensor in the table, for repeated cheap access via [`Self::tensor_at`].
+    pub fn tensor_index(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// The tensor at a position returned by [`Self::tensor_index`].
+    ///
+    /// # Panics
+    /// If `i` is not below [`Self::tensor_count`].
+    pub fn tensor_at(&self, i: usize) -> TensorView<'_> {
+        self.view(&self.tensors[i])
+    }
+
+    /// Number of tensors.
+    pub fn tensor_count(&self) -> usize {
+        self.tensors.len()
+    }
+
     /// All tensors, in file order.
     pub fn tensors(&self) -> impl Iterator<Item = TensorView<'_>> {
         self.tensors.iter().map(|t| self.view(t))
@@ -283,17 +312,26 @@ impl WeightFile {
 
 fn parse_crc(key: &str, text: &str) -> Result<u32, FormatError> {
     if text.len() != 8 {
-        return Err(FormatError::metadata(key, format!("{text:?} is not 8 hex digits")));
+        return Err(FormatError::metadata(
+            key,
+            format!("{text:?} is not 8 hex digits"),
+        ));
     }
     u32::from_str_radix(text, 16)
         .map_err(|_| FormatError::metadata(key, format!("{text:?} is not 8 hex digits")))
 }
 
 fn parse_checksums(text: &str) -> Result<HashMap<String, u32>, FormatError> {
-    let map: HashMap<String, String> = serde_json::from_str(text)
-        .map_err(|e| FormatError::metadata("checksums", format!("not a JSON map of strings: {e}")))?;
+    let map: HashMap<String, String> = serde_json::from_str(text).map_err(|e| {
+        FormatError::metadata("checksums", format!("not a JSON map of strings: {e}"))
+    })?;
     map.into_iter()
-        .map(|(name, crc)| Ok((name.clone(), parse_crc(&format!("checksums[{name}]"), &crc)?)))
+        .map(|(name, crc)| {
+            Ok((
+                name.clone(),
+                parse_crc(&format!("checksums[{name}]"), &crc)?,
+            ))
+        })
         .collect()
 }
 

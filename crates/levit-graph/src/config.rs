@@ -171,7 +171,7 @@ impl Config {
                 ));
             }
         }
-        if self.img_size == 0 || self.img_size % 16 != 0 || self.img_size > MAX_IMG {
+        if self.img_size == 0 || !self.img_size.is_multiple_of(16) || self.img_size > MAX_IMG {
             return Err(GraphError::unsupported(
                 "img_size",
                 format!(
@@ -199,7 +199,7 @@ impl Config {
             ));
         }
         for &d in &self.embed_dim {
-            if d == 0 || d > MAX_DIM || d % 8 != 0 {
+            if d == 0 || d > MAX_DIM || !d.is_multiple_of(8) {
                 return Err(GraphError::unsupported(
                     "embed_dim",
                     format!("{d} must be a positive multiple of 8 up to {MAX_DIM}"),
@@ -232,7 +232,7 @@ impl Config {
                 None
             } else {
                 let dim_in = self.embed_dim[s - 1];
-                if dim_in % self.key_dim != 0 {
+                if !dim_in.is_multiple_of(self.key_dim) {
                     return Err(GraphError::unsupported(
                         "key_dim",
                         format!("{} does not divide embed_dim {dim_in}", self.key_dim),

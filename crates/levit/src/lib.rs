@@ -1,1 +1,27 @@
+//! levit-rs: fast, allocation-free CPU inference for LeViT image classifiers.
+//!
+//! ```no_run
+//! # fn main() -> levit::Result<()> {
+//! let mut engine = levit::Engine::load("levit_128s.lvt")?;
+//! let image = vec![0.0f32; engine.model().input_len()]; // normalized CHW
+//! let logits = engine.infer(&image)?;
+//! println!("{} classes", logits.len());
+//! # Ok(()) }
+//! ```
+//!
+//! A [`Model`] (mapped weights + plan) is immutable and can be shared by several
+//! [`Engine`]s through an `Arc`; each engine owns one fixed arena.
 
+mod arena;
+mod engine;
+mod error;
+mod model;
+mod run;
+pub use run::Tracer;
+
+pub use engine::Engine;
+pub use error::{Error, FormatError, GraphError, IsaError, Result};
+pub use levit_format::LoadMode;
+pub use levit_graph::{Config, Tap};
+pub use levit_kernels::Isa;
+pub use model::{Model, ModelOptions};

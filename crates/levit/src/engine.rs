@@ -1,0 +1,93 @@
+//! The engine: a model plus one fixed arena. `infer` allocates nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::arena::Arena;
+use crate::{run, Error, Model, Result};
+
+/// Runs inference for one caller at a time. Cheap to create from a shared [`Model`];
+/// one per thread for parallel inference.
+pub struct Engine {
+    model: Arc<Model>,
+    arena: Arena,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Loads a `.lvt` file and makes an engine for it.
+    pub fn load(path: impl AsRef<Path>) -> Result<Engine> {
+        Ok(Engine::new(Arc::new(Model::load(path)?)))
+    }
+
+    /// An engine over an already loaded (possibly shared) model. Allocates the arena.
+    pub fn new(model: Arc<Model>) -> Engine {
+        let arena = Arena::new(model.plan.arena_len);
+        Engine { model, arena }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Classifies one normalized `[in_chans, img_size, img_size]` CHW image and returns
+    /// the logits (eval mode: the average of the classifier and distillation heads).
+    /// NaN or infinite inputs propagate to the output; they never panic.
+    pub fn infer(&mut self, input: &[f32]) -> Result<&[f32]> {
+        self.infer_traced(input, None)
+    }
+
+    /// Like [`Engine::infer`], calling `tracer` with each named intermediate
+    /// (`stem`, `stage0`, ...: `[tokens, channels]` row-major) as it completes.
+    pub fn infer_traced(&mut self, input: &[f32], tracer: Option<run::Tracer>) -> Result<&[f32]> {
+        let expected = self.model.input_len();
+        if input.len() != expected {
+            let c = &self.model.plan.config;
+            return Err(Error::InputLength {
+                expected,
+                found: input.len(),
+                what: format!("one image of {}x{}x{}", c.in_chans, c.img_size, c.img_size),
+            });
+        }
+        run::run(&self.model, input, self.arena.as_mut_slice(), tracer);
+        let out = self.model.plan.output;
+        Ok(&self.arena.as_slice()[out.offset..out.end()])
+    }
+
+    /// Classifies `N` images stored back to back in `inputs` (`[N, C, H, W]`), writing
+    /// `[N, classes]` logits into `outputs`. Allocates nothing.
+    pub fn infer_batch(&mut self, inputs: &[f32], outputs: &mut [f32]) -> Result<()> {
+        let per_image = self.model.input_len();
+        let classes = self.model.num_classes();
+        if inputs.is_empty() || !inputs.len().is_multiple_of(per_image) {
+            let c = &self.model.plan.config;
+            return Err(Error::InputLength {
+                expected: per_image * inputs.len().div_ceil(per_image).max(1),
+                found: inputs.len(),
+                what: format!("N images of {}x{}x{}", c.in_chans, c.img_size, c.img_size),
+            });
+        }
+        let images = inputs.len() / per_image;
+        if outputs.len() != images * classes {
+            return Err(Error::OutputLength {
+                expected: images * classes,
+                found: outputs.len(),
+            });
+        }
+        for (image, out) in inputs
+            .chunks_exact(per_image)
+            .zip(outputs.chunks_exact_mut(classes))
+        {
+            out.copy_from_slice(self.infer(image)?);
+        }
+        Ok(())
+    }
+}

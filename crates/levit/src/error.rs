@@ -1,0 +1,65 @@
+//! The engine's error type: everything a caller can get wrong or a file can hold wrong.
+
+pub use levit_format::FormatError;
+pub use levit_graph::GraphError;
+pub use levit_kernels::isa::IsaError;
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why loading or running a model failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The weight file is unreadable or malformed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The model config cannot be planned.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// The requested SIMD path is unknown or unsupported here.
+    #[error(transparent)]
+    Isa(#[from] IsaError),
+    /// Tensors the config needs are absent from the file.
+    #[error("weight file lacks {} tensor(s) the config needs: {}", .0.len(), .0.join(", "))]
+    MissingTensors(Vec<String>),
+    /// The file holds tensors the config does not use.
+    #[error("weight file has {} tensor(s) the config does not use: {}", .0.len(), .0.join(", "))]
+    UnexpectedTensors(Vec<String>),
+    /// A tensor's stored shape disagrees with the config.
+    #[error("tensor `{name}` has shape {found:?}, but the config needs {expected:?}")]
+    TensorShape {
+        /// Tensor.
+        name: String,
+        /// Shape the config implies.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+    /// The input is not `images * in_chans * img_size²` floats.
+    #[error("input has {found} floats, expected {expected} ({what})")]
+    InputLength {
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        found: usize,
+        /// The shape that was expected, in words.
+        what: String,
+    },
+    /// The output buffer of a batch call has the wrong length.
+    #[error("output buffer has {found} floats, expected {expected} (images x classes)")]
+    OutputLength {
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        found: usize,
+    },
+    /// A plan step failed its bounds check at load (a bug in the planner, reported
+    /// rather than risked).
+    #[error("internal plan check failed at step {step}: {reason}")]
+    PlanCheck {
+        /// Step index.
+        step: usize,
+        /// What was out of bounds.
+        reason: String,
+    },
+}

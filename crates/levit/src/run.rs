@@ -1,0 +1,219 @@
+//! Executing a plan: one `match` per step over views of the arena. No allocation.
+
+use levit_graph::{BufRange, ImageSource, Step, Tap};
+use levit_kernels::attention::{self, AttentionArgs};
+use levit_kernels::conv::{self, ImageLayout};
+use levit_kernels::gemm::{self, GemmArgs};
+use levit_kernels::reduce;
+
+use crate::arena::disjoint;
+use crate::{Error, Model, Result};
+
+/// Receives each named intermediate (`stem`, `stage0`, ...) as it is completed.
+pub type Tracer<'t> = &'t mut dyn FnMut(&Tap, &[f32]);
+
+fn gemm_args<'a>(model: &'a Model, step: &Step, a: &'a [f32]) -> Option<GemmArgs<'a>> {
+    let Step::Gemm {
+        lda,
+        a_rows,
+        m,
+        k,
+        n,
+        weight,
+        bias,
+        epilogue,
+        ldc,
+        ..
+    } = step
+    else {
+        return None;
+    };
+    Some(GemmArgs {
+        m: *m,
+        k: *k,
+        n: *n,
+        a,
+        lda: *lda,
+        a_rows: a_rows.clone().map(|r| &model.plan.row_tables[r]),
+        b: model.weight(*weight),
+        bias: model.weight(*bias),
+        ldc: *ldc,
+        epilogue: *epilogue,
+    })
+}
+
+/// Runs every step of `model` on one image, writing into `arena`.
+pub(crate) fn run(model: &Model, input: &[f32], arena: &mut [f32], mut tracer: Option<Tracer>) {
+    let plan = &model.plan;
+    let isa = model.isa;
+    for step in &plan.steps {
+        match step {
+            Step::Im2col {
+                src,
+                layout,
+                geometry,
+                cols,
+            } => match src {
+                ImageSource::Input => {
+                    conv::im2col_3x3_s2(input, *layout, *geometry, &mut arena[range(cols)])
+                }
+                ImageSource::Arena(img) => {
+                    let [img, cols] = disjoint(arena, [*img, *cols]);
+                    conv::im2col_3x3_s2(img, ImageLayout::Hwc, *geometry, cols)
+                }
+            },
+            Step::Gemm { a, c, .. } => {
+                let [a, c] = disjoint(arena, [*a, *c]);
+                let args = gemm_args(model, step, a).expect("gemm step");
+                gemm::gemm(isa, &args, c);
+            }
+            Step::Attention {
+                shape,
+                q,
+                q_view,
+                kv,
+                k_view,
+                v_view,
+                bias,
+                act,
+                out,
+                scratch,
+            } => {
+                let bias = &plan.bias_tables[bias.clone()];
+                let run = |q: &[f32], kv: &[f32], out: &mut [f32], scratch: &mut [f32]| {
+                    let args = AttentionArgs {
+                        shape: *shape,
+                        q,
+                        q_view: *q_view,
+                        kv,
+                        k_view: *k_view,
+                        v_view: *v_view,
+                        bias,
+                        act: *act,
+                    };
+                    attention::attention(isa, &args, out, scratch);
+                };
+                if q == kv {
+                    let [kv, out, scratch] = disjoint(arena, [*kv, *out, *scratch]);
+                    run(kv, kv, out, scratch);
+                } else {
+                    let [q, kv, out, scratch] = disjoint(arena, [*q, *kv, *out, *scratch]);
+                    run(q, kv, out, scratch);
+                }
+            }
+            Step::MeanRows { x, rows, cols, out } => {
+                let [x, out] = disjoint(arena, [*x, *out]);
+                reduce::mean_rows(x, *rows, *cols, out);
+            }
+            Step::Tap(i) => {
+                if let Some(t) = tracer.as_mut() {
+                    let tap = &plan.taps[*i];
+                    t(tap, &arena[tap.buf.offset..][..tap.rows * tap.cols]);
+                }
+            }
+        }
+    }
+}
+
+fn range(r: &BufRange) -> std::ops::Range<usize> {
+    r.offset..r.end()
+}
+
+/// Checks once, at load, that every step's kernel arguments are in bounds for the real
+/// weights and arena, so `run` can never index out of range.
+pub(crate) fn check_plan(model: &Model) -> Result<()> {
+    let plan = &model.plan;
+    let zeros_len = plan.arena_len;
+    let fail = |step, reason: String| Error::PlanCheck { step, reason };
+    for (i, step) in plan.steps.iter().enumerate() {
+        let in_arena = |r: &BufRange| r.end() <= zeros_len;
+        match step {
+            Step::Im2col {
+                src,
+                geometry,
+                cols,
+                ..
+            } => {
+                let src_len = match src {
+                    ImageSource::Input => plan.input_len,
+                    ImageSource::Arena(r) if in_arena(r) => r.len,
+                    ImageSource::Arena(_) => return Err(fail(i, "image outside arena".into())),
+                };
+                if src_len < geometry.input_len()
+                    || !in_arena(cols)
+                    || cols.len < geometry.cols_len()
+                {
+                    return Err(fail(i, "im2col buffers too small".into()));
+                }
+            }
+            Step::Gemm { a, c, .. } => {
+                if !in_arena(a) || !in_arena(c) || a.overlaps(c) {
+                    return Err(fail(i, "gemm buffers outside arena or overlapping".into()));
+                }
+                let a_data = vec![0.0f32; a.len];
+                let args = gemm_args(model, step, &a_data).expect("gemm step");
+                args.check(c.len).map_err(|e| fail(i, e))?;
+            }
+            Step::Attention {
+                shape,
+                q,
+                q_view,
+                kv,
+                k_view,
+                v_view,
+                bias,
+                act,
+                out,
+                scratch,
+            } => {
+                for r in [q, kv, out, scratch] {
+                    if !in_arena(r) {
+                        return Err(fail(i, "attention buffer outside arena".into()));
+                    }
+                }
+                if out.overlaps(kv)
+                    || out.overlaps(q)
+                    || scratch.overlaps(kv)
+                    || scratch.overlaps(q)
+                    || out.overlaps(scratch)
+                {
+                    return Err(fail(i, "attention buffers overlap".into()));
+                }
+                if bias.end > plan.bias_tables.len() {
+                    return Err(fail(i, "bias table out of range".into()));
+                }
+                let q_data = vec![0.0f32; q.len];
+                let kv_data = vec![0.0f32; kv.len];
+                let args = AttentionArgs {
+                    shape: *shape,
+                    q: &q_data,
+                    q_view: *q_view,
+                    kv: &kv_data,
+                    k_view: *k_view,
+                    v_view: *v_view,
+                    bias: &plan.bias_tables[bias.clone()],
+                    act: *act,
+                };
+                args.check(out.len, scratch.len).map_err(|e| fail(i, e))?;
+            }
+            Step::MeanRows { x, rows, cols, out } => {
+                if !in_arena(x) || !in_arena(out) || x.len < rows * cols || out.len < *cols {
+                    return Err(fail(i, "mean buffers too small".into()));
+                }
+            }
+            Step::Tap(t) => {
+                let tap = plan
+                    .taps
+                    .get(*t)
+                    .ok_or_else(|| fail(i, "unknown tap".into()))?;
+                if !in_arena(&tap.buf) || tap.buf.len < tap.rows * tap.cols {
+                    return Err(fail(i, "tap outside arena".into()));
+                }
+            }
+        }
+    }
+    if plan.output.end() > zeros_len {
+        return Err(fail(plan.steps.len(), "output outside arena".into()));
+    }
+    Ok(())
+}
