@@ -118,7 +118,7 @@ impl WeightFile {
         }
         let (header_len, metadata) = SafeTensors::read_metadata(buf).map_err(container_error)?;
         let data_start = 8 + header_len;
-        if data_start % ALIGNMENT != 0 {
+        if !data_start.is_multiple_of(ALIGNMENT) {
             return Err(FormatError::Container(format!(
                 "tensor data starts at byte {data_start}, not a multiple of {ALIGNMENT}"
             )));
@@ -182,7 +182,7 @@ impl WeightFile {
                 data_start + info.data_offsets.0,
                 data_start + info.data_offsets.1,
             );
-            if begin % ALIGNMENT != 0 {
+            if !begin.is_multiple_of(ALIGNMENT) {
                 return Err(FormatError::Misaligned {
                     tensor: name,
                     offset: begin,

@@ -9,11 +9,13 @@
 mod bytes;
 mod error;
 mod file;
+mod writer;
 
 pub use bytes::LoadMode;
 use bytes::StorageBytes;
 pub use error::FormatError;
 pub use file::{LoadOptions, TensorView, WeightFile};
+pub use writer::{write_weight_file, TensorData};
 
 /// The `format` metadata value that marks a levit-rs file.
 pub const MAGIC: &str = "levit-rs";

@@ -17,6 +17,7 @@ mod engine;
 mod error;
 mod model;
 mod run;
+pub mod synth;
 pub use run::Tracer;
 
 pub use engine::Engine;

@@ -1,0 +1,109 @@
+//! Seeded random-weight models, for benchmarks and tests that need a model without
+//! Python. Magnitudes are tame (weights ~ N(0, 1/K), small biases), not trained.
+
+use levit_format::{write_weight_file, TensorData};
+use levit_graph::{tensor_specs, Config};
+use levit_kernels::NR;
+
+use crate::Result;
+
+/// A small deterministic generator (xorshift64*): enough for test data.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeds the generator (any seed, including 0).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Approximately standard normal (sum of uniforms).
+    pub fn normal(&mut self) -> f32 {
+        (0..4).map(|_| self.next_f32()).sum::<f32>() * 1.732_050_8 - 3.464_101_6
+    }
+}
+
+/// Config of a named paper variant (`128s`, `128`, `192`, `256`, `384`, with or
+/// without a `levit_`/`levit-` prefix, any case).
+pub fn variant_config(name: &str) -> Option<Config> {
+    let key = name.to_ascii_lowercase().replace(['-', '_'], "");
+    let key = key.trim_start_matches("levit");
+    let (embed, key_dim, heads, depth): ([usize; 3], usize, [usize; 3], [usize; 3]) = match key {
+        "128s" => ([128, 256, 384], 16, [4, 6, 8], [2, 3, 4]),
+        "128" => ([128, 256, 384], 16, [4, 8, 12], [4, 4, 4]),
+        "192" => ([192, 288, 384], 32, [3, 5, 6], [4, 4, 4]),
+        "256" => ([256, 384, 512], 32, [4, 6, 8], [4, 4, 4]),
+        "384" => ([384, 512, 768], 32, [6, 9, 12], [4, 4, 4]),
+        _ => return None,
+    };
+    Some(Config {
+        variant: format!("levit_{key}"),
+        img_size: 224,
+        in_chans: 3,
+        num_classes: 1000,
+        embed_dim: embed.to_vec(),
+        key_dim,
+        num_heads: heads.to_vec(),
+        depth: depth.to_vec(),
+        attn_ratio: vec![2.0; 3],
+        mlp_ratio: vec![2.0; 3],
+        down_attn_ratio: 4.0,
+        down_mlp_ratio: 2.0,
+        act: levit_graph::ActKind::HardSwish,
+        distilled: true,
+    })
+}
+
+/// Serialises a `.lvt` file with seeded random weights for `config`.
+pub fn random_weight_file(config: &Config, seed: u64) -> Result<Vec<u8>> {
+    let dims = config.dims()?;
+    let specs = tensor_specs(&dims);
+    let mut rng = Rng::new(seed);
+    let data: Vec<Vec<f32>> = specs
+        .iter()
+        .map(|spec| {
+            let len = spec.len();
+            if spec.name.ends_with(".weight") {
+                // [panels, K, NR]: N(0, 1/K), damped for residual branches.
+                let k = spec.shape[1];
+                let damp =
+                    if spec.name.ends_with("proj.weight") || spec.name.ends_with("fc2.weight") {
+                        0.3
+                    } else {
+                        1.0
+                    };
+                let scale = damp / (k as f32).sqrt();
+                (0..len).map(|_| rng.normal() * scale).collect()
+            } else if spec.name.ends_with("attention_biases") {
+                (0..len).map(|_| rng.normal() * 0.5).collect()
+            } else {
+                (0..len).map(|_| rng.normal() * 0.1).collect()
+            }
+        })
+        .collect();
+    let tensors: Vec<TensorData> = specs
+        .iter()
+        .zip(&data)
+        .map(|(spec, data)| TensorData {
+            name: &spec.name,
+            shape: &spec.shape,
+            data,
+        })
+        .collect();
+    debug_assert!(specs.iter().all(|s| s.len() % NR == 0));
+    let json = serde_json::to_string(config).expect("config serialises");
+    Ok(write_weight_file(
+        &json,
+        &tensors,
+        &format!("random weights, seed {seed}"),
+    ))
+}

@@ -1,0 +1,65 @@
+//! After load, `infer` and `infer_batch` perform zero heap allocations.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use levit::{synth, Engine, Model, ModelOptions};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn infer_allocates_nothing_on_any_path() {
+    let config = synth::variant_config("128s").unwrap();
+    let bytes = synth::random_weight_file(&config, 7).unwrap();
+    for isa in levit::Isa::supported() {
+        let options = ModelOptions {
+            isa: Some(isa),
+            ..ModelOptions::default()
+        };
+        let model = Arc::new(Model::from_bytes(&bytes, options).unwrap());
+        let mut engine = Engine::new(model.clone());
+        let mut rng = synth::Rng::new(1);
+        let image: Vec<f32> = (0..model.input_len()).map(|_| rng.normal()).collect();
+        let batch: Vec<f32> = image.iter().chain(&image).copied().collect();
+        let mut out = vec![0.0; 2 * model.num_classes()];
+        engine.infer(&image).unwrap(); // warm-up (nothing lazily allocated, but be fair)
+
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            let logits = engine.infer(&image).unwrap();
+            assert!(logits.iter().all(|v| v.is_finite()));
+        }
+        engine.infer_batch(&batch, &mut out).unwrap();
+        let after = ALLOCATIONS.load(Ordering::SeqCst);
+        assert_eq!(
+            after - before,
+            0,
+            "{isa}: infer allocated {} times",
+            after - before
+        );
+    }
+}
