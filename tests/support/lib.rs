@@ -1,1 +1,256 @@
+//! Shared code of the golden tests: reading a PyTorch dump (manifest + `.npy` files)
+//! and comparing the engine against it stage by stage.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use levit::{Engine, Isa, Model, ModelOptions};
+use levit_cli::npy;
+use serde_json::Value;
+
+/// The relative tolerance of the issue: `max|engine - torch| <= REL * max(1, max|torch|)`.
+pub const REL_TOLERANCE: f32 = 1e-4;
+
+/// One model of a dump.
+#[derive(Clone, Debug)]
+pub struct DumpModel {
+    /// `levit_128s`, `tiny_hswish`, ...
+    pub name: String,
+    /// Converted files by checkpoint layout (`timm`, `fb`).
+    pub files: BTreeMap<String, PathBuf>,
+    /// Cases: input name, logits path, stage name -> path.
+    pub cases: Vec<DumpCase>,
+}
+
+/// One input run through PyTorch.
+#[derive(Clone, Debug)]
+pub struct DumpCase {
+    /// Input name (`randn`, `smooth`, `large`, `batch4`).
+    pub input: String,
+    /// The `.npy` input `[N,3,H,W]`.
+    pub input_path: PathBuf,
+    /// PyTorch logits `[N, classes]`.
+    pub logits: PathBuf,
+    /// Per-stage activations `[N, tokens, channels]` by tap name.
+    pub stages: BTreeMap<String, PathBuf>,
+}
+
+/// Reads `dir/manifest.json`.
+pub fn read_manifest(dir: &Path) -> Result<Vec<DumpModel>> {
+    let path = dir.join("manifest.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let m: Value = serde_json::from_str(&text)?;
+    let str_of = |v: &Value| -> Result<String> {
+        Ok(v.as_str()
+            .context("expected a string in manifest")?
+            .to_string())
+    };
+    let inputs = m["inputs"].as_object().context("manifest.inputs")?;
+    let mut models = Vec::new();
+    for model in m["models"].as_array().context("manifest.models")? {
+        let mut files = BTreeMap::new();
+        for (layout, f) in model["files"].as_object().context("files")? {
+            files.insert(layout.clone(), dir.join(str_of(f)?));
+        }
+        let mut cases = Vec::new();
+        for case in model["cases"].as_array().context("cases")? {
+            let input = str_of(&case["input"])?;
+            let input_path = dir.join(str_of(inputs.get(&input).context("unknown input")?)?);
+            let mut stages = BTreeMap::new();
+            for (name, p) in case["stages"].as_object().context("stages")? {
+                stages.insert(name.clone(), dir.join(str_of(p)?));
+            }
+            cases.push(DumpCase {
+                input,
+                input_path,
+                logits: dir.join(str_of(&case["logits"])?),
+                stages,
+            });
+        }
+        models.push(DumpModel {
+            name: str_of(&model["name"])?,
+            files,
+            cases,
+        });
+    }
+    Ok(models)
+}
+
+/// Largest absolute difference and the tolerance it is held to.
+#[derive(Clone, Copy, Debug)]
+pub struct Gap {
+    /// `max|engine - torch|`.
+    pub max_abs: f32,
+    /// `REL_TOLERANCE * max(1, max|torch|)`.
+    pub bound: f32,
+}
+
+impl Gap {
+    /// Whether the gap is within its bound (NaN never is).
+    pub fn ok(&self) -> bool {
+        self.max_abs <= self.bound
+    }
+}
+
+/// Compares two equally long slices.
+pub fn gap(engine: &[f32], torch: &[f32]) -> Gap {
+    assert_eq!(engine.len(), torch.len(), "length mismatch");
+    let scale = torch.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let max_abs = engine
+        .iter()
+        .zip(torch)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, |m, d| if d.is_nan() || d > m { d } else { m });
+    Gap {
+        max_abs,
+        bound: REL_TOLERANCE * scale,
+    }
+}
+
+/// Indices of the `k` largest values, largest first.
+pub fn top_k(logits: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+/// The result of checking one model file on one path against its dump.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Worst logits gap over all cases.
+    pub logits: Gap,
+    /// Human-readable failures (empty when everything held).
+    pub failures: Vec<String>,
+}
+
+/// Runs every case of `model` through the engine built from `file` on `isa` and
+/// compares every stage and the logits.
+pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
+    let options = ModelOptions {
+        isa: Some(isa),
+        ..ModelOptions::default()
+    };
+    let loaded = Arc::new(
+        Model::load_with(file, options).with_context(|| format!("loading {}", file.display()))?,
+    );
+    let mut engine = Engine::new(loaded.clone());
+    let per_image = loaded.input_len();
+    let classes = loaded.num_classes();
+    let mut failures = Vec::new();
+    let mut worst = Gap {
+        max_abs: 0.0,
+        bound: f32::INFINITY,
+    };
+    for case in &model.cases {
+        let x = npy::read_f32(&case.input_path)?;
+        let logits = npy::read_f32(&case.logits)?;
+        let stages: BTreeMap<String, npy::Tensor> = case
+            .stages
+            .iter()
+            .map(|(k, p)| Ok((k.clone(), npy::read_f32(p)?)))
+            .collect::<Result<_>>()?;
+        if x.data.len() % per_image != 0 {
+            bail!("{}: input length does not fit the model", case.input);
+        }
+        for (n, image) in x.data.chunks_exact(per_image).enumerate() {
+            let mut stage_failures = Vec::new();
+            let mut tracer = |tap: &levit::Tap, data: &[f32]| {
+                let Some(want) = stages.get(&tap.name) else {
+                    return;
+                };
+                let per = tap.rows * tap.cols;
+                let g = gap(data, &want.data[n * per..][..per]);
+                if !g.ok() {
+                    stage_failures.push(format!(
+                        "{} image {n}: stage {} max|diff| {:.3e} > {:.3e}",
+                        case.input, tap.name, g.max_abs, g.bound
+                    ));
+                }
+            };
+            let out = engine.infer_traced(image, Some(&mut tracer))?;
+            let want = &logits.data[n * classes..][..classes];
+            let g = gap(out, want);
+            if g.max_abs > worst.max_abs || worst.bound == f32::INFINITY {
+                worst = Gap {
+                    max_abs: g.max_abs.max(worst.max_abs),
+                    bound: g.bound.min(worst.bound),
+                };
+            }
+            if !g.ok() {
+                failures.push(format!(
+                    "{} image {n}: logits max|diff| {:.3e} > {:.3e}",
+                    case.input, g.max_abs, g.bound
+                ));
+            }
+            let (top_e, top_t) = (top_k(out, 5), top_k(want, 5));
+            if top_e != top_t {
+                failures.push(format!(
+                    "{} image {n}: top-5 {top_e:?} != torch {top_t:?}",
+                    case.input
+                ));
+            }
+            failures.extend(stage_failures);
+        }
+    }
+    Ok(Report {
+        logits: worst,
+        failures,
+    })
+}
+
+/// Checks every model, layout and supported SIMD path of a dump; panics with all
+/// failures listed. Returns one line per model/layout/path with the worst logits gap.
+pub fn check_dump(dir: &Path, expect_models: &[&str]) -> Vec<String> {
+    let models = read_manifest(dir).unwrap_or_else(|e| panic!("{e:#}"));
+    for want in expect_models {
+        assert!(
+            models.iter().any(|m| m.name == *want),
+            "dump in {} lacks model {want}",
+            dir.display()
+        );
+    }
+    let mut lines = Vec::new();
+    let mut failures = Vec::new();
+    for model in &models {
+        assert!(
+            model.files.contains_key("timm") && model.files.contains_key("fb"),
+            "{}: dump must hold files converted from both layouts",
+            model.name
+        );
+        for (layout, file) in &model.files {
+            for isa in Isa::supported() {
+                match check_model(model, file, isa) {
+                    Ok(r) => {
+                        lines.push(format!(
+                            "{:<12} {:<5} {:<9} max|diff| {:.2e} (bound {:.2e})",
+                            model.name,
+                            layout,
+                            isa.name(),
+                            r.logits.max_abs,
+                            r.logits.bound
+                        ));
+                        failures.extend(
+                            r.failures
+                                .into_iter()
+                                .map(|f| format!("{} {layout} {isa}: {f}", model.name)),
+                        );
+                    }
+                    Err(e) => failures.push(format!("{} {layout} {isa}: {e:#}", model.name)),
+                }
+            }
+        }
+    }
+    for l in &lines {
+        println!("{l}");
+    }
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
+    lines
+}

@@ -1,0 +1,34 @@
+//! `levit infer`: raw tensors in, logits out.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use levit::{Engine, Model, ModelOptions};
+
+use crate::npy;
+
+/// Runs a model over `[N, C, H, W]` f32 images from `input`, writing `[N, classes]`
+/// logits to `output`.
+pub fn run(model_path: &Path, input: &Path, output: &Path, options: ModelOptions) -> Result<()> {
+    let model = Model::load_with(model_path, options)
+        .with_context(|| format!("cannot load model {}", model_path.display()))?;
+    let config = model.config().clone();
+    let x = npy::read_f32(input)?;
+    let expected = [config.in_chans, config.img_size, config.img_size];
+    if x.shape.len() != 4 || x.shape[1..] != expected || x.shape[0] == 0 {
+        bail!(
+            "{}: shape {:?}, expected [N, {}, {}, {}] (N >= 1)",
+            input.display(),
+            x.shape,
+            expected[0],
+            expected[1],
+            expected[2]
+        );
+    }
+    let images = x.shape[0];
+    let mut engine = Engine::new(std::sync::Arc::new(model));
+    let classes = config.num_classes;
+    let mut logits = vec![0.0f32; images * classes];
+    engine.infer_batch(&x.data, &mut logits)?;
+    npy::write_f32(output, &[images, classes], &logits)
+}
