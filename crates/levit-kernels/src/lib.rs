@@ -7,12 +7,15 @@
 //! - GEMM right-hand operands are pre-packed in panels of [`NR`] columns
 //!   (`packed[p][k][j] = B[k][p*NR + j]`, zero-padded), see [`gemm`].
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod activation;
 pub mod attention;
 pub mod conv;
 pub mod gemm;
 pub mod isa;
 pub mod reduce;
+pub mod vecmath;
 
 pub use activation::Activation;
 pub use isa::Isa;

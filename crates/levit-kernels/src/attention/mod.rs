@@ -94,9 +94,21 @@ impl AttentionArgs<'_> {
     pub fn check(&self, out_len: usize, scratch_len: usize) -> Result<(), String> {
         let s = &self.shape;
         let need = [
-            ("q", self.q.len(), view_end(&self.q_view, s.nq, s.heads, s.key_dim)),
-            ("k", self.kv.len(), view_end(&self.k_view, s.nk, s.heads, s.key_dim)),
-            ("v", self.kv.len(), view_end(&self.v_view, s.nk, s.heads, s.val_dim)),
+            (
+                "q",
+                self.q.len(),
+                view_end(&self.q_view, s.nq, s.heads, s.key_dim),
+            ),
+            (
+                "k",
+                self.kv.len(),
+                view_end(&self.k_view, s.nk, s.heads, s.key_dim),
+            ),
+            (
+                "v",
+                self.kv.len(),
+                view_end(&self.v_view, s.nk, s.heads, s.val_dim),
+            ),
             ("bias", self.bias.len(), s.bias_len()),
             ("out", out_len, s.out_len()),
             ("scratch", scratch_len, s.scratch_len()),

@@ -59,7 +59,10 @@ impl ConvGeometry {
 /// If `input` or `cols` are shorter than the geometry needs (checked at plan time).
 pub fn im2col_3x3_s2(input: &[f32], layout: ImageLayout, g: ConvGeometry, cols: &mut [f32]) {
     assert!(input.len() >= g.input_len(), "im2col: input too short");
-    assert!(cols.len() >= g.cols_len(), "im2col: column buffer too short");
+    assert!(
+        cols.len() >= g.cols_len(),
+        "im2col: column buffer too short"
+    );
     let (cin, hin, win) = (g.cin, g.hin as isize, g.win as isize);
     let k = g.k();
     for oy in 0..g.hout() {

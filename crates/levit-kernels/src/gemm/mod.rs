@@ -5,7 +5,30 @@
 //! in place, row `i` starting at `a[row(i) * lda]`, where `row(i)` is `i` or, for the
 //! stride-2 query subsampling, `a_rows[i]` (a gather table computed at plan time).
 
+//!
+//! # Paths
+//! Each SIMD path ([`Isa`]) has a register-tiled micro-kernel (`avx512.rs`, `avx2.rs`,
+//! `portable.rs`; see their docs for the tile shapes) driven by one shared blocking
+//! loop here:
+//! - output columns are split into chunks of panels whose packed B fits in about
+//!   half of L2 (`B_CHUNK_BYTES`), so B is streamed from L2, not memory, once per
+//!   row tile;
+//! - inside a chunk, rows are cut into balanced tiles of at most `MR` rows (49 rows
+//!   with `MR = 12` become 10+10+10+10+9), and each row tile sweeps the chunk's panels
+//!   with its A rows hot in L1/L2.
+//!
+//! Each output element is one FMA chain over `k = 0..K` in order starting from 0,
+//! whatever tile or block computes it, so a path's results do not depend on how the
+//! work is split (rows, panels or threads): they are deterministic.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod portable;
 pub mod reference;
+
+use std::ops::Range;
 
 use crate::{packed_len, Activation, Isa, NR};
 
@@ -102,11 +125,208 @@ impl GemmArgs<'_> {
 /// If the operands do not satisfy [`GemmArgs::check`]: callers (the plan) validate
 /// shapes once at load, so a panic here is a bug, never bad user input.
 pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32]) {
-    if let Err(e) = args.check(c.len()) {
+    gemm_block(isa, args, c, 0..args.m, 0..crate::panels(args.n));
+}
+
+/// Computes only the output columns of `panels` (panel `p` is columns
+/// `p*NR .. min((p+1)*NR, n)`), for all rows. Results are bit-identical to the same
+/// columns of [`gemm`].
+///
+/// # Panics
+/// As [`gemm`], or if `panels` is not inside `0..panels(n)`.
+pub fn gemm_panels(isa: Isa, args: &GemmArgs, c: &mut [f32], panels: Range<usize>) {
+    gemm_block(isa, args, c, 0..args.m, panels);
+}
+
+/// Computes only output rows `rows`, all columns. Bit-identical to those rows of
+/// [`gemm`].
+///
+/// # Panics
+/// As [`gemm`], or if `rows` is not inside `0..m`.
+pub fn gemm_rows(isa: Isa, args: &GemmArgs, c: &mut [f32], rows: Range<usize>) {
+    gemm_block(isa, args, c, rows, 0..crate::panels(args.n));
+}
+
+/// Computes the output block `rows` x (columns of `panels`). Bit-identical to that
+/// block of [`gemm`]. `c` is the whole output, indexed as in [`gemm`].
+///
+/// # Panics
+/// As [`gemm`], or if the ranges are not inside `0..m` and `0..panels(n)`.
+pub fn gemm_block(
+    isa: Isa,
+    args: &GemmArgs,
+    c: &mut [f32],
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    // SAFETY: `c` is an exclusive borrow of `c.len()` floats.
+    unsafe { gemm_block_raw(isa, args, c.as_mut_ptr(), c.len(), rows, panels) }
+}
+
+/// [`gemm_block`] on a raw output pointer, so that several threads can fill disjoint
+/// blocks of one output at once.
+///
+/// # Safety
+/// `c` must be valid for reads and writes of `c_len` floats, and while this runs no
+/// other thread may access the elements of the block (rows `rows`, columns of
+/// `panels`). Other elements are never touched.
+///
+/// # Panics
+/// As [`gemm_block`].
+pub unsafe fn gemm_block_raw(
+    isa: Isa,
+    args: &GemmArgs,
+    c: *mut f32,
+    c_len: usize,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    if let Err(e) = args.check(c_len) {
         panic!("gemm called with inconsistent operands: {e}");
     }
-    let _ = isa;
-    reference::gemm(args, c);
+    assert!(
+        rows.start <= rows.end && rows.end <= args.m,
+        "gemm rows {rows:?} outside 0..{}",
+        args.m
+    );
+    let np_total = crate::panels(args.n);
+    assert!(
+        panels.start <= panels.end && panels.end <= np_total,
+        "gemm panels {panels:?} outside 0..{np_total}"
+    );
+    if rows.is_empty() || panels.is_empty() {
+        return;
+    }
+    let kernel = Kernel::for_isa(isa);
+    // SAFETY: `check` validated every index the block reads in `args` and that the
+    // block lies inside `c_len`; the caller guarantees `c` and exclusivity.
+    unsafe { drive(&kernel, args, c, rows, panels) }
+}
+
+/// Bytes of packed B one row tile sweeps before moving to the next row tile.
+const B_CHUNK_BYTES: usize = 384 * 1024;
+
+/// Tallest row tile of any path.
+const MAX_MR: usize = 12;
+
+/// One micro-kernel call: rows `a[..mr]` times `np` consecutive panels.
+///
+/// Contract (what `run_tile` may assume):
+/// - `a[r]` for `r < mr` points to `k` readable floats (the A row of tile row `r`);
+/// - `b` points to `np` panels of `k * NR` readable floats, `panel_stride` apart;
+/// - `bias` points to `cols` readable floats, with `(np-1)*NR < cols <= np*NR`;
+/// - for `r < mr`, `c + r*ldc` points to `cols` floats that the kernel may read and
+///   write and that nothing else accesses meanwhile.
+pub(crate) struct Tile {
+    pub(crate) a: [*const f32; MAX_MR],
+    pub(crate) b: *const f32,
+    pub(crate) panel_stride: usize,
+    pub(crate) k: usize,
+    pub(crate) bias: *const f32,
+    pub(crate) c: *mut f32,
+    pub(crate) ldc: usize,
+    pub(crate) cols: usize,
+    pub(crate) epilogue: Epilogue,
+}
+
+/// A path's micro-kernel and its tile limits.
+struct Kernel {
+    mr: usize,
+    np: usize,
+    run: unsafe fn(usize, usize, &Tile),
+}
+
+impl Kernel {
+    /// # Panics
+    /// If `isa` is not supported by this CPU (running it would be undefined behaviour).
+    fn for_isa(isa: Isa) -> Kernel {
+        assert!(
+            isa.is_supported(),
+            "gemm: the {isa} path is not supported here"
+        );
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Kernel {
+                mr: avx512::MR,
+                np: avx512::NP,
+                run: avx512::run_tile,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Kernel {
+                mr: avx2::MR,
+                np: avx2::NP,
+                run: avx2::run_tile,
+            },
+            _ => Kernel {
+                mr: portable::MR,
+                np: portable::NP,
+                run: portable::run_tile,
+            },
+        }
+    }
+}
+
+/// The blocking loop shared by all paths (see the module doc).
+///
+/// # Safety
+/// `args` passed `check(c_len)` for a `c` valid for `c_len` floats, the ranges are
+/// non-empty and in bounds, the kernel's ISA is supported, and nothing else accesses
+/// the block meanwhile.
+unsafe fn drive(
+    kernel: &Kernel,
+    args: &GemmArgs,
+    c: *mut f32,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    debug_assert!(kernel.mr <= MAX_MR);
+    let GemmArgs { k, n, ldc, .. } = *args;
+    let chunk = (B_CHUNK_BYTES / (k * NR * 4).max(1)).max(kernel.np) / kernel.np * kernel.np;
+    let tiles = rows.len().div_ceil(kernel.mr);
+    let (base, extra) = (rows.len() / tiles, rows.len() % tiles);
+    let mut p0 = panels.start;
+    while p0 < panels.end {
+        let p_end = (p0 + chunk).min(panels.end);
+        let mut i = rows.start;
+        for t in 0..tiles {
+            let mr = base + usize::from(t < extra);
+            let mut a = [args.a.as_ptr(); MAX_MR];
+            if k > 0 {
+                for (r, a) in a.iter_mut().enumerate().take(mr) {
+                    // SAFETY: `check` proved row `i + r`'s A row (k floats) is in `args.a`.
+                    *a = unsafe { args.a.as_ptr().add(args.a_row_offset(i + r)) };
+                }
+            }
+            let mut p = p0;
+            while p < p_end {
+                let np = kernel.np.min(p_end - p);
+                let cols = n.min((p + np) * NR) - p * NR;
+                // SAFETY: p < panels(n) and `check` proved B holds panels(n) panels of
+                // k*NR floats and bias n floats; row i < m and column p*NR < n, so the
+                // C offset is inside `c_len` (>= (m-1)*ldc + n).
+                let tile = unsafe {
+                    Tile {
+                        a,
+                        b: args.b.as_ptr().add(p * k * NR),
+                        panel_stride: k * NR,
+                        k,
+                        bias: args.bias.as_ptr().add(p * NR),
+                        c: c.add(i * ldc + p * NR),
+                        ldc,
+                        cols,
+                        epilogue: args.epilogue,
+                    }
+                };
+                // SAFETY: the tile meets `Tile`'s contract (pointers above; cols in
+                // ((np-1)*NR, np*NR] since panel p+np-1 exists); mr <= kernel.mr and
+                // np <= kernel.np; the ISA was checked by `Kernel::for_isa`.
+                unsafe { (kernel.run)(mr, np, &tile) };
+                p += np;
+            }
+            i += mr;
+        }
+        p0 = p_end;
+    }
 }
 
 /// Packs a row-major `B [k, n]` into panels (used by tests and by tools; the engine's

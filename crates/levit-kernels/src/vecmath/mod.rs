@@ -1,0 +1,58 @@
+//! Vectorised `exp` and the epilogue activations, written once per ISA and shared by
+//! the GEMM epilogues and the attention softmax.
+//!
+//! All paths use the same algorithm (Cephes `expf`):
+//! 1. clamp `x` to `[EXP_LO, EXP_HI]` (NaN passes through the clamp untouched);
+//! 2. `n = round(x * log2(e))`, `r = x - n*ln2` with a two-constant Cody-Waite split
+//!    (`n*LN2_HI` is exact, so `r` carries no cancellation error);
+//! 3. `exp(r) = 1 + r + r²·P(r)` with a degree-5 `P` (a degree-7 approximation on
+//!    `|r| <= ln2/2`, error well under 1 ulp);
+//! 4. scale by `2^n` (AVX-512: `vscalefps`; elsewhere two exact power-of-two
+//!    multiplies, so results that land in the subnormal range are rounded once).
+//!
+//! Inputs below `EXP_LO` give `+0`, above `EXP_HI` give `+inf`, `-inf` gives `0`,
+//! `NaN` gives `NaN`. The measured error over a dense sweep of `[-88, 88]` is in the
+//! tests (`exp_accuracy`): at most 2 ulp against a correctly rounded `f64` reference.
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+pub(crate) mod portable;
+
+use crate::Isa;
+
+/// Below this `exp` is `0` in f32 (`exp(-104) < 2^-150`).
+pub(crate) const EXP_LO: f32 = -104.0;
+/// Above this `exp` overflows to `+inf` (`ln(f32::MAX) ≈ 88.72`).
+pub(crate) const EXP_HI: f32 = 89.0;
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// `ln 2 = LN2_HI + LN2_LO`; `LN2_HI` has 9 significant bits so `n * LN2_HI` is exact.
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) const P0: f32 = 1.987_569_1e-4;
+pub(crate) const P1: f32 = 1.398_199_9e-3;
+pub(crate) const P2: f32 = 8.333_452e-3;
+pub(crate) const P3: f32 = 4.166_579_6e-2;
+pub(crate) const P4: f32 = 1.666_666_5e-1;
+pub(crate) const P5: f32 = 0.5;
+
+/// Applies the vectorised `exp` of `isa` to every element of `x` in place.
+///
+/// This is the exact routine the softmax and the SiLU epilogue use; it is public so
+/// its accuracy can be measured (see the `exp_accuracy` test).
+///
+/// # Panics
+/// If `isa` is not supported by this CPU.
+pub fn exp_in_place(isa: Isa, x: &mut [f32]) {
+    assert!(isa.is_supported(), "exp_in_place: {isa} not supported");
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the assert above checked the CPU has AVX-512F/VL/DQ/BW + FMA.
+        Isa::Avx512 => unsafe { avx512::exp_slice(x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the assert above checked the CPU has AVX2 + FMA.
+        Isa::Avx2 => unsafe { avx2::exp_slice(x) },
+        _ => portable::exp_slice(x),
+    }
+}
