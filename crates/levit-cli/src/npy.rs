@@ -21,7 +21,7 @@ pub fn read_f32(path: &Path) -> Result<Tensor> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let npy = npyz::NpyFile::new(BufReader::new(file))
         .with_context(|| format!("{} is not a valid .npy file", path.display()))?;
-    let descr = npy.header().dtype().descr();
+    let descr = npy.header().dtype().descr().trim_matches('\'').to_string();
     if !matches!(descr.as_str(), "<f4" | "=f4") {
         bail!(
             "{}: dtype is {descr}, expected float32 (<f4); convert with x.astype(np.float32)",
