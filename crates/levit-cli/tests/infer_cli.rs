@@ -116,7 +116,5 @@ fn wrong_shape_dtype_and_missing_files_are_one_line_errors() {
         &dir.path("y.npy"),
     );
     assert!(!ok && err.contains("junk.lvt"), "{err}");
-    for e in [&err] {
-        assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
-    }
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
 }
