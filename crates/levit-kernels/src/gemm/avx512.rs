@@ -25,73 +25,131 @@ pub(crate) const NP: usize = 2;
 /// with `1 <= mr <= MR`, `1 <= np <= NP`.
 pub(crate) unsafe fn run_tile(mr: usize, np: usize, t: &Tile) {
     macro_rules! dispatch {
-        ($($m:literal)*) => {
+        ($(($m:literal, $p:literal, $f:ident)),* $(,)?) => {
             match (mr, np) {
                 // SAFETY: forwarded from this function's contract.
-                $(($m, 1) => unsafe { tile::<$m, 1>(t) },
-                  ($m, 2) => unsafe { tile::<$m, 2>(t) },)*
+                $(($m, $p) => unsafe { $f(t) },)*
                 _ => unreachable!("tile {mr}x{np}"),
             }
         };
     }
-    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
+    dispatch!(
+        (1, 1, t1x1),
+        (2, 1, t2x1),
+        (3, 1, t3x1),
+        (4, 1, t4x1),
+        (5, 1, t5x1),
+        (6, 1, t6x1),
+        (7, 1, t7x1),
+        (8, 1, t8x1),
+        (9, 1, t9x1),
+        (10, 1, t10x1),
+        (11, 1, t11x1),
+        (12, 1, t12x1),
+        (1, 2, t1x2),
+        (2, 2, t2x2),
+        (3, 2, t3x2),
+        (4, 2, t4x2),
+        (5, 2, t5x2),
+        (6, 2, t6x2),
+        (7, 2, t7x2),
+        (8, 2, t8x2),
+        (9, 2, t9x2),
+        (10, 2, t10x2),
+        (11, 2, t11x2),
+        (12, 2, t12x2),
+    )
 }
 
-#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,fma")]
-unsafe fn tile<const R: usize, const P: usize>(t: &Tile) {
-    debug_assert!(t.cols >= 1 && t.cols <= P * 16 && t.cols > (P - 1) * 16);
-    let mut acc = [[_mm512_setzero_ps(); P]; R];
-    let mut a = [core::ptr::null::<f32>(); R];
-    a.copy_from_slice(&t.a[..R]);
-    let b = t.b;
-    for kk in 0..t.k {
-        // SAFETY: `t.b` holds `P` panels of `t.k * 16` floats `t.panel_stride` apart,
-        // and each `t.a[r]` has `t.k` readable floats (Tile contract); kk < t.k.
-        unsafe {
-            let mut bv = [_mm512_setzero_ps(); P];
-            for (p, bv) in bv.iter_mut().enumerate() {
-                *bv = _mm512_loadu_ps(b.add(p * t.panel_stride + kk * 16));
-            }
-            for r in 0..R {
-                let av = _mm512_set1_ps(*a[r].add(kk));
-                for p in 0..P {
-                    acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
-                }
-            }
-        }
-    }
-    let mut masks = [0 as __mmask16; P];
-    let mut bias = [_mm512_setzero_ps(); P];
-    for p in 0..P {
-        masks[p] = mask(t.cols.saturating_sub(p * 16).min(16));
-        // SAFETY: the mask covers only columns < cols, which `t.bias` holds.
-        bias[p] = unsafe { _mm512_maskz_loadu_ps(masks[p], t.bias.wrapping_add(p * 16)) };
-    }
-    match t.epilogue {
-        Epilogue::BiasAct(act) => {
-            for (r, acc) in acc.iter().enumerate() {
-                for p in 0..P {
-                    let y = activate(act, _mm512_add_ps(acc[p], bias[p]));
-                    // SAFETY: row r < R and the masked columns are inside C (Tile
-                    // contract); masked-off lanes are not touched.
-                    unsafe {
-                        _mm512_mask_storeu_ps(t.c.wrapping_add(r * t.ldc + p * 16), masks[p], y)
-                    };
-                }
-            }
-        }
-        Epilogue::BiasResidual => {
-            for (r, acc) in acc.iter().enumerate() {
-                for p in 0..P {
-                    let y = _mm512_add_ps(acc[p], bias[p]);
-                    let dst = t.c.wrapping_add(r * t.ldc + p * 16);
-                    // SAFETY: as above; the load reads the same masked lanes.
-                    unsafe {
-                        let old = _mm512_maskz_loadu_ps(masks[p], dst);
-                        _mm512_mask_storeu_ps(dst, masks[p], _mm512_add_ps(old, y));
-                    }
-                }
-            }
-        }
-    }
+// The tiles are generated with every accumulator index a literal: with loops over a
+// const-generic row count, LLVM does not fully unroll the 12-row body before scalar
+// replacement and keeps the accumulators in memory (a store per FMA).
+
+/// FMAs of one row: `acc[r][p] += a * b[p]` for each panel `p`.
+macro_rules! fma_row {
+    ($acc:ident, $b:ident, $a:expr, $r:literal, [$($p:literal)+]) => {{
+        let av = $a;
+        $( $acc[$r][$p] = _mm512_fmadd_ps(av, $b[$p], $acc[$r][$p]); )+
+    }};
 }
+
+/// Epilogue of one row.
+macro_rules! store_row {
+    ($t:ident, $acc:ident, $bias:ident, $masks:ident, $act:expr, $r:literal, [$($p:literal)+]) => {{
+        $(
+            let y = _mm512_add_ps($acc[$r][$p], $bias[$p]);
+            let dst = $t.c.wrapping_add($r * $t.ldc + $p * 16);
+            // SAFETY: row r < mr and the masked columns (< cols) are inside C (Tile
+            // contract); masked-off lanes are neither read nor written.
+            unsafe {
+                let y = match $act {
+                    Some(act) => activate(act, y),
+                    None => _mm512_add_ps(_mm512_maskz_loadu_ps($masks[$p], dst), y),
+                };
+                _mm512_mask_storeu_ps(dst, $masks[$p], y);
+            }
+        )+
+    }};
+}
+
+macro_rules! tile_fn {
+    ($name:ident, $np:literal, $ps:tt, [$($r:literal)+]) => {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,fma")]
+        unsafe fn $name(t: &Tile) {
+            const R: usize = [$($r),+].len();
+            debug_assert!(t.cols >= 1 && t.cols <= $np * 16 && t.cols > ($np - 1) * 16);
+            let mut acc = [[_mm512_setzero_ps(); $np]; R];
+            let a: [*const f32; R] = [$(t.a[$r]),+];
+            let (b, stride) = (t.b, t.panel_stride);
+            for kk in 0..t.k {
+                // SAFETY: `t.b` holds `np` panels of `t.k * 16` floats `stride` apart and
+                // each `a[r]` has `t.k` readable floats (Tile contract); kk < t.k.
+                unsafe {
+                    let mut bv = [_mm512_setzero_ps(); $np];
+                    for (p, bv) in bv.iter_mut().enumerate() {
+                        *bv = _mm512_loadu_ps(b.add(p * stride + kk * 16));
+                    }
+                    $( fma_row!(acc, bv, _mm512_set1_ps(*a[$r].add(kk)), $r, $ps); )+
+                }
+            }
+            let mut masks = [0 as __mmask16; $np];
+            let mut bias = [_mm512_setzero_ps(); $np];
+            for p in 0..$np {
+                masks[p] = mask(t.cols.saturating_sub(p * 16).min(16));
+                // SAFETY: the mask covers only columns < cols, which `t.bias` holds.
+                bias[p] =
+                    unsafe { _mm512_maskz_loadu_ps(masks[p], t.bias.wrapping_add(p * 16)) };
+            }
+            let act = match t.epilogue {
+                Epilogue::BiasAct(act) => Some(act),
+                Epilogue::BiasResidual => None,
+            };
+            $( store_row!(t, acc, bias, masks, act, $r, $ps); )+
+        }
+    };
+}
+
+tile_fn!(t1x1, 1, [0], [0]);
+tile_fn!(t2x1, 1, [0], [0 1]);
+tile_fn!(t3x1, 1, [0], [0 1 2]);
+tile_fn!(t4x1, 1, [0], [0 1 2 3]);
+tile_fn!(t5x1, 1, [0], [0 1 2 3 4]);
+tile_fn!(t6x1, 1, [0], [0 1 2 3 4 5]);
+tile_fn!(t7x1, 1, [0], [0 1 2 3 4 5 6]);
+tile_fn!(t8x1, 1, [0], [0 1 2 3 4 5 6 7]);
+tile_fn!(t9x1, 1, [0], [0 1 2 3 4 5 6 7 8]);
+tile_fn!(t10x1, 1, [0], [0 1 2 3 4 5 6 7 8 9]);
+tile_fn!(t11x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10]);
+tile_fn!(t12x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10 11]);
+tile_fn!(t1x2, 2, [0 1], [0]);
+tile_fn!(t2x2, 2, [0 1], [0 1]);
+tile_fn!(t3x2, 2, [0 1], [0 1 2]);
+tile_fn!(t4x2, 2, [0 1], [0 1 2 3]);
+tile_fn!(t5x2, 2, [0 1], [0 1 2 3 4]);
+tile_fn!(t6x2, 2, [0 1], [0 1 2 3 4 5]);
+tile_fn!(t7x2, 2, [0 1], [0 1 2 3 4 5 6]);
+tile_fn!(t8x2, 2, [0 1], [0 1 2 3 4 5 6 7]);
+tile_fn!(t9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
+tile_fn!(t10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
+tile_fn!(t11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
+tile_fn!(t12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);
