@@ -1,0 +1,99 @@
+"""`levit-weights` command line: convert, dump, inspect.
+
+User-facing failures are LevitWeightsError and print `levit-weights: error: ...` with
+exit status 1 and no traceback; argparse usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ACTS, PAPER_VARIANTS
+from .errors import LevitWeightsError, warn
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="levit-weights",
+        description="Convert LeViT checkpoints to the levit-rs .lvt format and dump PyTorch golden outputs.",
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser(
+        "convert", help="convert a facebookresearch or timm checkpoint to .lvt",
+        description="Convert a LeViT checkpoint (facebookresearch .pth with 'model', or a timm "
+                    "state_dict in .pth/.bin/.safetensors, linear or conv mode) to a .lvt file.")
+    c.add_argument("checkpoint", metavar="CHECKPOINT")
+    c.add_argument("-o", "--output", required=True, metavar="MODEL", help="output .lvt path")
+    c.add_argument("--variant", metavar="NAME",
+                   help="force a variant (levit_128s, 128s, LeViT-128S, levit_conv_128s, levit_256d, ...) "
+                        "instead of detecting it; every tensor shape is then checked against it")
+    c.add_argument("--act", choices=ACTS,
+                   help="activation, for configs that match no known variant (default hard_swish)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+
+    d = sub.add_parser(
+        "dump", help="write golden PyTorch outputs for seeded random models",
+        description="Build seeded random LeViTs with trained-like magnitudes, save FB and timm "
+                    "checkpoints, convert both, and write inputs, logits and per-stage activations.")
+    d.add_argument("--out", required=True, metavar="DIR")
+    d.add_argument("--variants", default=",".join(PAPER_VARIANTS), metavar="LIST",
+                   help="comma separated: levit_128s, levit_128, levit_192, levit_256, levit_384, "
+                        "levit_256d, tiny_hswish, tiny_silu (default: the five paper variants)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--no-checkpoints", action="store_true",
+                   help="do not keep the checkpoint files (they are still written to a temp dir and converted)")
+
+    i = sub.add_parser("inspect", help="verify a .lvt file and print its config and tensors")
+    i.add_argument("model", metavar="MODEL")
+    return p
+
+
+def _convert(a) -> None:
+    from .convert import convert_checkpoint
+
+    r = convert_checkpoint(a.checkpoint, a.output, variant=a.variant, act=a.act)
+    for w in r.warnings:
+        warn(w)
+    if not a.quiet:
+        print(r.summary())
+
+
+def _inspect(a) -> None:
+    import json
+
+    from .lvt import read_lvt
+
+    f = read_lvt(a.model)
+    print(f"{a.model}: format {f.metadata['format']} v{f.metadata['format_version']}, "
+          f"{len(f.tensors)} tensors, data at {f.data_start}, all CRCs and alignment OK")
+    print(f"source: {f.metadata.get('source', '')}")
+    print("config: " + json.dumps(f.config_json))
+    for k, v in f.tensors.items():
+        print(f"  {k:<48} {str(list(v.shape)):<18} @ {f.offsets[k]}")
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "convert":
+            _convert(args)
+        elif args.cmd == "dump":
+            from .dump import run_dump
+
+            run_dump(args.out, [v for v in args.variants.split(",") if v.strip()], seed=args.seed,
+                     keep_checkpoints=not args.no_checkpoints)
+        elif args.cmd == "inspect":
+            _inspect(args)
+    except LevitWeightsError as e:
+        print(f"levit-weights: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("levit-weights: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

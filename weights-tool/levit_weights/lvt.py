@@ -1,0 +1,241 @@
+"""The .lvt container (docs/weight-format.md): writer, a strict reader, the tensor table.
+
+The writer lays the bytes out by hand instead of calling safetensors' serializer,
+because the format's promises (64-byte aligned data start via header space padding,
+CRCs, metadata order) must hold exactly; `safe_open` is then used as an independent
+check that the result is still a valid safetensors file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import LevitConfig
+from .errors import LevitWeightsError
+from .pack import pad16
+
+FORMAT = "levit-rs"
+FORMAT_VERSION = "1"
+ALIGN = 64
+
+
+def crc32_hex(data: bytes) -> str:
+    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
+
+
+def _P(k: int, n: int) -> tuple[int, int, int]:
+    return (pad16(n) // 16, k, 16)
+
+
+def _B(n: int) -> tuple[int]:
+    return (pad16(n),)
+
+
+def expected_shapes(cfg: LevitConfig) -> "OrderedDict[str, tuple[int, ...]]":
+    """Every tensor of a .lvt for cfg, in the documented order, with its padded shape."""
+    out: "OrderedDict[str, tuple[int, ...]]" = OrderedDict()
+    ch = cfg.stem_channels()
+    for i in range(4):
+        out[f"stem.{i}.weight"] = _P(9 * ch[i], ch[i + 1])
+        out[f"stem.{i}.bias"] = _B(ch[i + 1])
+    res = cfg.resolutions()
+    D = cfg.key_dim
+    for s in range(cfg.num_stages):
+        E = cfg.embed_dim[s]
+
+        def lin(name, k, n):
+            out[f"{name}.weight"] = _P(k, n)
+            out[f"{name}.bias"] = _B(n)
+
+        if s > 0:
+            p = f"stages.{s}.downsample"
+            Ein, Hd, Dvd = cfg.embed_dim[s - 1], cfg.down_heads(s), cfg.down_val_dim()
+            lin(f"{p}.attn.kv", Ein, Hd * (D + Dvd))
+            lin(f"{p}.attn.q", Ein, Hd * D)
+            lin(f"{p}.attn.proj", Hd * Dvd, E)
+            out[f"{p}.attn.attention_biases"] = (Hd, pad16(res[s - 1] ** 2))
+            hid = cfg.down_mlp_hidden(s)
+            lin(f"{p}.mlp.fc1", E, hid)
+            lin(f"{p}.mlp.fc2", hid, E)
+        H, Dv, hid = cfg.num_heads[s], cfg.val_dim(s), cfg.mlp_hidden(s)
+        for j in range(cfg.depth[s]):
+            p = f"stages.{s}.blocks.{j}"
+            lin(f"{p}.attn.qkv", E, H * (2 * D + Dv))
+            lin(f"{p}.attn.proj", H * Dv, E)
+            out[f"{p}.attn.attention_biases"] = (H, pad16(res[s] ** 2))
+            lin(f"{p}.mlp.fc1", E, hid)
+            lin(f"{p}.mlp.fc2", hid, E)
+    out["head.weight"] = _P(cfg.embed_dim[-1], cfg.num_classes)
+    out["head.bias"] = _B(cfg.num_classes)
+    return out
+
+
+def config_string(cfg: LevitConfig) -> str:
+    """The exact `config` string (its CRC is stored, so it is produced in one place)."""
+    return json.dumps(cfg.to_json_dict(), separators=(",", ":"))
+
+
+def build_header(tensors: "OrderedDict[str, np.ndarray]", cfg: LevitConfig, source: str) -> bytes:
+    """Header JSON padded with spaces so that 8 + len(header) is a multiple of 64."""
+    cfg_str = config_string(cfg)
+    meta = OrderedDict(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        config=cfg_str,
+        config_crc32=crc32_hex(cfg_str.encode("utf-8")),
+        checksums=json.dumps({k: crc32_hex(v.tobytes()) for k, v in tensors.items()},
+                             separators=(",", ":")),
+        source=source,
+    )
+    header: "OrderedDict[str, object]" = OrderedDict(__metadata__=meta)
+    offset = 0
+    for name, arr in tensors.items():
+        header[name] = {"dtype": "F32", "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return raw + b" " * ((-(8 + len(raw))) % ALIGN)
+
+
+def write_lvt(path: str, tensors: "OrderedDict[str, np.ndarray]", cfg: LevitConfig, source: str) -> int:
+    """Write atomically (temp file + rename); returns the file size."""
+    for name, arr in tensors.items():
+        if arr.dtype != np.dtype("<f4") or not arr.flags.c_contiguous:
+            raise AssertionError(f"{name}: must be C-contiguous little-endian f32, got {arr.dtype}")
+        if arr.nbytes % ALIGN:
+            raise AssertionError(f"{name}: {arr.nbytes} bytes is not a multiple of {ALIGN}")
+    header = build_header(tensors, cfg, source)
+    d = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".lvt-", dir=d)
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(header)))
+            f.write(header)
+            for arr in tensors.values():
+                f.write(arr.tobytes())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise LevitWeightsError(f"cannot write {path}: {e}") from None
+    return os.path.getsize(path)
+
+
+@dataclass
+class LvtFile:
+    """A parsed and verified .lvt."""
+
+    path: str
+    config: LevitConfig
+    config_json: dict
+    metadata: dict
+    tensors: "OrderedDict[str, np.ndarray]"
+    data_start: int
+    offsets: dict  # name -> absolute file offset of the tensor data
+
+    def data_bytes(self) -> bytes:
+        """All tensor bytes in file order (for byte-identity checks between files)."""
+        return b"".join(t.tobytes() for t in self.tensors.values())
+
+
+def read_lvt(path: str) -> LvtFile:
+    """Parse and check every promise of the format; raises LevitWeightsError on any violation."""
+    try:
+        with open(path, "rb") as f:
+            buf = f.read()
+    except OSError as e:
+        raise LevitWeightsError(f"cannot read {path}: {e}") from None
+
+    def bad(msg):
+        return LevitWeightsError(f"{path}: not a valid .lvt file: {msg}")
+
+    if len(buf) < 8:
+        raise bad("shorter than 8 bytes")
+    (hlen,) = struct.unpack("<Q", buf[:8])
+    if 8 + hlen > len(buf):
+        raise bad(f"header length {hlen} runs past the end of the file")
+    data_start = 8 + hlen
+    if data_start % ALIGN:
+        raise bad(f"data section starts at {data_start}, not a multiple of {ALIGN}")
+    try:
+        header = json.loads(buf[8:data_start].decode("utf-8"), object_pairs_hook=OrderedDict)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad(f"header is not UTF-8 JSON: {e}") from None
+    meta = header.pop("__metadata__", None)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise bad(f"missing __metadata__.format == {FORMAT!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise bad(f"format_version {meta.get('format_version')!r} is not the supported {FORMAT_VERSION!r}")
+    cfg_str = meta.get("config", "")
+    if crc32_hex(cfg_str.encode("utf-8")) != meta.get("config_crc32"):
+        raise bad("config_crc32 does not match config")
+    cfg_json = json.loads(cfg_str)
+    cfg = LevitConfig.from_json_dict(cfg_json)
+    checksums = json.loads(meta.get("checksums", "{}"))
+
+    expected = expected_shapes(cfg)
+    names = list(header)
+    if set(names) != set(expected):
+        missing = sorted(set(expected) - set(names))
+        extra = sorted(set(names) - set(expected))
+        raise bad(f"tensor set differs from the config: missing {missing[:10]}, extra {extra[:10]}")
+    spans = sorted((tuple(v["data_offsets"]), k) for k, v in header.items())
+    pos = 0
+    tensors: "OrderedDict[str, np.ndarray]" = OrderedDict()
+    offsets = {}
+    for (b, e), name in spans:
+        info = header[name]
+        if info["dtype"] != "F32":
+            raise bad(f"{name}: dtype {info['dtype']}, expected F32")
+        if tuple(info["shape"]) != expected[name]:
+            raise bad(f"{name}: shape {info['shape']}, expected {list(expected[name])}")
+        if b != pos:
+            raise bad(f"{name}: starts at data offset {b}, expected {pos} (hole or overlap)")
+        if e - b != 4 * int(np.prod(info["shape"])):
+            raise bad(f"{name}: byte span {e - b} does not match its shape")
+        if (data_start + b) % ALIGN:
+            raise bad(f"{name}: data at file offset {data_start + b} is not {ALIGN}-byte aligned")
+        raw = buf[data_start + b: data_start + e]
+        if checksums.get(name) != crc32_hex(raw):
+            raise bad(f"{name}: CRC-32 {crc32_hex(raw)} does not match the stored {checksums.get(name)}")
+        offsets[name] = data_start + b
+        pos = e
+    if data_start + pos != len(buf):
+        raise bad(f"file has {len(buf) - data_start - pos} bytes after the last tensor")
+    if set(checksums) != set(header):
+        raise bad("checksums do not list exactly the tensors")
+    for name in names:  # header order
+        b, e = header[name]["data_offsets"]
+        tensors[name] = np.frombuffer(buf, dtype="<f4", count=(e - b) // 4,
+                                      offset=data_start + b).reshape(header[name]["shape"])
+    return LvtFile(path=path, config=cfg, config_json=cfg_json, metadata=dict(meta),
+                   tensors=tensors, data_start=data_start, offsets=offsets)
+
+
+def check_safetensors_readable(path: str, tensors: "OrderedDict[str, np.ndarray]") -> None:
+    """Read the file back with the reference safetensors reader and compare the bytes."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, "np") as f:
+            keys = set(f.keys())
+            if keys != set(tensors):
+                raise LevitWeightsError(f"{path}: safetensors sees tensors {sorted(keys ^ set(tensors))[:5]} differently")
+            for k, v in tensors.items():
+                got = f.get_tensor(k)
+                if got.dtype != np.float32 or got.shape != v.shape or got.tobytes() != v.tobytes():
+                    raise LevitWeightsError(f"{path}: safetensors reads {k} back differently")
+            meta = f.metadata()
+    except LevitWeightsError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise LevitWeightsError(f"{path}: written file is not readable by safetensors: {e}") from None
+    if meta.get("format") != FORMAT:
+        raise LevitWeightsError(f"{path}: safetensors does not see the metadata")
