@@ -5,9 +5,27 @@
 //! q, k and v are read in place from the projection outputs through [`HeadView`]s, so
 //! no transpose or split pass is needed.
 
+//!
+//! # Paths
+//! `avx512.rs`, `avx2.rs` and `portable.rs` share one plan: per head, K is transposed
+//! into scratch (`kt[d][m]`, keys zero-padded to [`KEY_PAD`]) so that the scores of a
+//! block of up to [`QB`] query rows are a small register-tiled GEMM; the softmax runs
+//! in place on the padded score rows (padding = `-inf`); `p·V` reads V rows in place
+//! and accumulates the block's output rows in registers.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod portable;
 pub mod reference;
 
 use crate::{Activation, Isa};
+
+/// Query rows processed together by the SIMD paths.
+pub(crate) const QB: usize = 4;
+/// Keys are padded to a multiple of this in the transposed-K scratch.
+pub(crate) const KEY_PAD: usize = 32;
 
 /// Where the rows of one operand live: element `(row r, head h, j)` is at
 /// `data[offset + r*row_stride + h*head_stride + j]`.
@@ -55,9 +73,10 @@ impl AttentionShape {
     pub fn out_len(&self) -> usize {
         self.nq * self.heads * self.val_dim
     }
-    /// Floats of scratch the kernels need.
+    /// Floats of scratch the kernels need: the transposed, padded K of one head and
+    /// the score rows of one block of queries.
     pub fn scratch_len(&self) -> usize {
-        self.nk.div_ceil(16) * 16 * 16
+        self.nk.div_ceil(KEY_PAD) * KEY_PAD * (self.key_dim + QB)
     }
 }
 
@@ -130,6 +149,38 @@ pub fn attention(isa: Isa, args: &AttentionArgs, out: &mut [f32], scratch: &mut 
     if let Err(e) = args.check(out.len(), scratch.len()) {
         panic!("attention called with inconsistent operands: {e}");
     }
-    let _ = isa;
-    reference::attention(args, out, scratch);
+    assert!(
+        isa.is_supported(),
+        "attention: the {isa} path is not supported here"
+    );
+    if args.shape.nk == 0 || args.shape.nq == 0 || args.shape.heads == 0 {
+        // Degenerate shapes (0/0 softmax or nothing to do): the reference defines them.
+        reference::attention(args, out, scratch);
+        return;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the assert above checked this CPU runs the AVX-512 path, `check`
+        // validated every index the kernel touches, and nk > 0.
+        Isa::Avx512 => unsafe { avx512::attention(args, out, scratch) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX2 + FMA.
+        Isa::Avx2 => unsafe { avx2::attention(args, out, scratch) },
+        _ => portable::attention(args, out, scratch),
+    }
+}
+
+/// Writes head `h`'s keys transposed into `kt[d*nkp + m]`, zeros for `m >= nk`.
+pub(crate) fn transpose_keys(args: &AttentionArgs, h: usize, nkp: usize, kt: &mut [f32]) {
+    let s = args.shape;
+    let kt = &mut kt[..s.key_dim * nkp];
+    for m in 0..s.nk {
+        let key = &args.kv[args.k_view.at(m, h)..][..s.key_dim];
+        for (d, &x) in key.iter().enumerate() {
+            kt[d * nkp + m] = x;
+        }
+    }
+    for row in kt.chunks_exact_mut(nkp) {
+        row[s.nk..].fill(0.0);
+    }
 }

@@ -11,8 +11,10 @@
 //!    multiplies, so results that land in the subnormal range are rounded once).
 //!
 //! Inputs below `EXP_LO` give `+0`, above `EXP_HI` give `+inf`, `-inf` gives `0`,
-//! `NaN` gives `NaN`. The measured error over a dense sweep of `[-88, 88]` is in the
-//! tests (`exp_accuracy`): at most 2 ulp against a correctly rounded `f64` reference.
+//! `NaN` gives `NaN`. Measured error over a sweep of every 64th f32 in `[-88, 88]`
+//! plus the subnormal range (`tests/attention.rs`, `exp_accuracy`, 35M points) against
+//! `f64` `exp`: 0.995 ulp (AVX-512, AVX2), 0.969 ulp (portable, x86 build); the test
+//! asserts at most 2 ulp.
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;

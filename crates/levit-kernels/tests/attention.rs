@@ -1,0 +1,460 @@
+//! Every supported attention path against the scalar reference, with LeViT's strided
+//! views, plus the accuracy of the vectorised `exp` the softmax uses.
+//!
+//! Error bound. A score `s = (q·k)*scale + bias` is within
+//! `e_s = 2γ_{D+2}·(scale·Σ_d|q_d k_d| + |bias|)` of the reference's (both sides sum in
+//! a different order; `γ_n = n·u/(1-n·u)`). The max subtracted carries the same error,
+//! and each `exp` adds at most 2 ulp (reference: ~1), so each probability has relative
+//! error at most `ε_p = 2·max_m e_s + 8u`. Then `o = Σ p·v / Σ p` has relative-to-`A`
+//! error at most `(2ε_p + 2γ_{nk+1})·A` with `A = Σ p|v| / Σ p`, plus the division's
+//! ulp. With the activation (at most 1.5-Lipschitz, a few ulp of its own) we accept
+//! `|got - want| <= 1.5·(2ε_p + 2γ_{nk+1})·A + 8 ulp(want)`.
+
+mod common;
+
+use common::{ulp, Rng, U};
+use levit_kernels::attention::{self, AttentionArgs, AttentionShape, HeadView};
+use levit_kernels::{vecmath, Activation, Isa};
+
+/// Storage for one attention call.
+struct Problem {
+    shape: AttentionShape,
+    q: Vec<f32>,
+    q_view: HeadView,
+    kv: Vec<f32>,
+    k_view: HeadView,
+    v_view: HeadView,
+    bias: Vec<f32>,
+    act: Activation,
+}
+
+fn gamma(n: usize) -> f64 {
+    let n = n as f64;
+    n * U / (1.0 - n * U)
+}
+
+impl Problem {
+    /// `interleaved`: q, k and v of a head side by side in one qkv projection output
+    /// (LeViT's `Attention`); otherwise q from its own buffer and k/v interleaved
+    /// (`AttentionSubsample`).
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        rng: &mut Rng,
+        heads: usize,
+        key_dim: usize,
+        val_dim: usize,
+        nq: usize,
+        nk: usize,
+        interleaved: bool,
+        act: Activation,
+    ) -> Problem {
+        let shape = AttentionShape {
+            heads,
+            key_dim,
+            val_dim,
+            nq,
+            nk,
+            scale: (key_dim as f32).powf(-0.5),
+        };
+        let (q, q_view, kv, k_view, v_view);
+        if interleaved {
+            assert_eq!(nq, nk);
+            let hs = 2 * key_dim + val_dim;
+            let row = heads * hs;
+            kv = rng.vec(nk * row, 2.0);
+            q = kv.clone();
+            q_view = HeadView {
+                offset: 0,
+                row_stride: row,
+                head_stride: hs,
+            };
+            k_view = HeadView {
+                offset: key_dim,
+                row_stride: row,
+                head_stride: hs,
+            };
+            v_view = HeadView {
+                offset: 2 * key_dim,
+                row_stride: row,
+                head_stride: hs,
+            };
+        } else {
+            let hs = key_dim + val_dim;
+            let row = heads * hs;
+            // An extra column of padding per q row exercises row_stride > heads*key_dim.
+            q = rng.vec(nq * (heads * key_dim + 1), 2.0);
+            q_view = HeadView {
+                offset: 0,
+                row_stride: heads * key_dim + 1,
+                head_stride: key_dim,
+            };
+            kv = rng.vec(nk * row + 3, 2.0);
+            k_view = HeadView {
+                offset: 3,
+                row_stride: row,
+                head_stride: hs,
+            };
+            v_view = HeadView {
+                offset: 3 + key_dim,
+                row_stride: row,
+                head_stride: hs,
+            };
+        }
+        let bias = rng.vec(shape.bias_len(), 1.5);
+        Problem {
+            shape,
+            q,
+            q_view,
+            kv,
+            k_view,
+            v_view,
+            bias,
+            act,
+        }
+    }
+
+    fn args(&self) -> AttentionArgs<'_> {
+        AttentionArgs {
+            shape: self.shape,
+            q: &self.q,
+            q_view: self.q_view,
+            kv: &self.kv,
+            k_view: self.k_view,
+            v_view: self.v_view,
+            bias: &self.bias,
+            act: self.act,
+        }
+    }
+
+    fn run(&self, isa: Isa) -> Vec<f32> {
+        let mut out = vec![f32::NAN; self.shape.out_len()];
+        let mut scratch = vec![f32::NAN; self.shape.scratch_len()];
+        attention::attention(isa, &self.args(), &mut out, &mut scratch);
+        out
+    }
+
+    fn reference(&self) -> Vec<f32> {
+        let mut out = vec![f32::NAN; self.shape.out_len()];
+        let mut scratch = vec![0.0; self.shape.scratch_len()];
+        attention::reference::attention(&self.args(), &mut out, &mut scratch);
+        out
+    }
+
+    /// Per (query row, head): the bound's `ε_p` part and `A` for every column.
+    fn bound(&self, i: usize, h: usize) -> (f64, Vec<f64>) {
+        let s = self.shape;
+        let q = &self.q[self.q_view.at(i, h)..][..s.key_dim];
+        let mut scores = Vec::with_capacity(s.nk);
+        let mut e_s = 0.0f64;
+        for m in 0..s.nk {
+            let k = &self.kv[self.k_view.at(m, h)..][..s.key_dim];
+            let b = self.bias[(h * s.nq + i) * s.nk + m] as f64;
+            let dot: f64 = q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let mag: f64 = q
+                .iter()
+                .zip(k)
+                .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                .sum();
+            scores.push(dot * s.scale as f64 + b);
+            e_s = e_s.max(2.0 * gamma(s.key_dim + 2) * (s.scale as f64 * mag + b.abs()));
+        }
+        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let p: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+        let sum: f64 = p.iter().sum();
+        let a = (0..s.val_dim)
+            .map(|j| {
+                (0..s.nk)
+                    .map(|m| p[m] * (self.kv[self.v_view.at(m, h) + j] as f64).abs())
+                    .sum::<f64>()
+                    / sum
+            })
+            .collect();
+        let eps_p = 2.0 * e_s + 8.0 * U;
+        (2.0 * eps_p + 2.0 * gamma(s.nk + 1), a)
+    }
+
+    /// Returns the largest error/bound ratio.
+    fn compare(&self, what: &str, got: &[f32], want: &[f32]) -> f64 {
+        let s = self.shape;
+        let mut worst = 0.0f64;
+        for i in 0..s.nq {
+            for h in 0..s.heads {
+                let (rel, a) = self.bound(i, h);
+                for (j, a) in a.iter().enumerate() {
+                    let idx = i * s.heads * s.val_dim + h * s.val_dim + j;
+                    let (g, w) = (got[idx], want[idx]);
+                    let tol = 1.5 * rel * a + 8.0 * ulp(w);
+                    let err = (g as f64 - w as f64).abs();
+                    assert!(
+                        err <= tol,
+                        "{what}: {:?} {:?}: out[{i}][h{h}][{j}] = {g}, want {w} (err {err:e} > {tol:e})",
+                        s, self.act
+                    );
+                    worst = worst.max(err / tol);
+                }
+            }
+        }
+        worst
+    }
+}
+
+const ACTS: [Activation; 3] = [Activation::HardSwish, Activation::None, Activation::Silu];
+
+#[test]
+fn attention_matches_reference_on_levit_shapes() {
+    let isas = Isa::supported();
+    let mut rng = Rng::new(11);
+    let mut worst = 0.0f64;
+    let mut case = 0;
+    for nk in [1, 16, 49, 196, 17] {
+        for nq in [1, 4, 16, 49, 196] {
+            for key_dim in [8, 16, 32, 64] {
+                for val_dim in [16, 32, 64, 128] {
+                    let act = ACTS[case % 3];
+                    let heads = 1 + case % 3;
+                    let interleaved = nq == nk && case % 2 == 0;
+                    case += 1;
+                    let p =
+                        Problem::new(&mut rng, heads, key_dim, val_dim, nq, nk, interleaved, act);
+                    let want = p.reference();
+                    for &isa in &isas {
+                        worst = worst.max(p.compare(isa.name(), &p.run(isa), &want));
+                    }
+                }
+            }
+        }
+    }
+    println!("{case} shapes x {isas:?}: worst error/bound = {worst:.4}");
+}
+
+#[test]
+fn interleaved_qkv_views_like_levit() {
+    // q offset 0, k offset D, v offset 2D, head stride 2D+Dv, row stride H(2D+Dv).
+    let mut rng = Rng::new(12);
+    for (heads, d, dv, n) in [
+        (4, 16, 64, 196),
+        (6, 32, 128, 49),
+        (8, 64, 256, 16),
+        (3, 16, 32, 17),
+    ] {
+        for act in ACTS {
+            let p = Problem::new(&mut rng, heads, d, dv, n, n, true, act);
+            let want = p.reference();
+            for isa in Isa::supported() {
+                p.compare(isa.name(), &p.run(isa), &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn odd_widths_use_the_masked_tails() {
+    let mut rng = Rng::new(13);
+    for (key_dim, val_dim) in [
+        (1, 1),
+        (3, 7),
+        (5, 9),
+        (8, 17),
+        (13, 33),
+        (16, 80),
+        (7, 100),
+    ] {
+        for (nq, nk) in [(1, 1), (5, 3), (7, 33), (9, 65)] {
+            let p = Problem::new(
+                &mut rng,
+                2,
+                key_dim,
+                val_dim,
+                nq,
+                nk,
+                false,
+                Activation::HardSwish,
+            );
+            let want = p.reference();
+            for isa in Isa::supported() {
+                p.compare(isa.name(), &p.run(isa), &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn peaked_softmax_underflows_cleanly() {
+    // Bias differences of hundreds: most probabilities are exactly 0 after the max
+    // subtraction, and the output is (close to) the v of the winning key.
+    let mut rng = Rng::new(14);
+    let mut p = Problem::new(&mut rng, 2, 16, 32, 20, 49, false, Activation::None);
+    for (n, b) in p.bias.iter_mut().enumerate() {
+        *b = if n % 7 == 0 { 300.0 } else { -300.0 + *b };
+    }
+    let want = p.reference();
+    for isa in Isa::supported() {
+        let got = p.run(isa);
+        assert!(got.iter().all(|x| x.is_finite()), "{isa}");
+        p.compare(isa.name(), &got, &want);
+    }
+}
+
+#[test]
+fn nan_inputs_give_nan_rows_without_panicking() {
+    let mut rng = Rng::new(15);
+    let base = Problem::new(&mut rng, 2, 16, 32, 9, 9, true, Activation::HardSwish);
+    let s = base.shape;
+    let width = s.heads * s.val_dim;
+    for isa in Isa::supported() {
+        // NaN in q of row 3, head 1: that row's head-1 output is NaN, the rest finite.
+        let mut p = Problem {
+            q: base.q.clone(),
+            kv: base.kv.clone(),
+            bias: base.bias.clone(),
+            ..base
+        };
+        p.q[p.q_view.at(3, 1) + 2] = f32::NAN;
+        let got = p.run(isa);
+        for i in 0..s.nq {
+            for h in 0..s.heads {
+                let o = &got[i * width + h * s.val_dim..][..s.val_dim];
+                if (i, h) == (3, 1) {
+                    assert!(
+                        o.iter().all(|x| x.is_nan()),
+                        "{isa}: row {i} head {h}: {o:?}"
+                    );
+                } else {
+                    assert!(o.iter().all(|x| x.is_finite()), "{isa}: row {i} head {h}");
+                }
+            }
+        }
+        // NaN in one bias entry poisons exactly that (row, head).
+        let mut p = Problem {
+            q: base.q.clone(),
+            kv: base.kv.clone(),
+            bias: base.bias.clone(),
+            ..base
+        };
+        p.bias[(s.nq + 5) * s.nk + 4] = f32::NAN; // head 1, row 5, key 4
+        let got = p.run(isa);
+        assert!(
+            got[5 * width + s.val_dim..][..s.val_dim]
+                .iter()
+                .all(|x| x.is_nan()),
+            "{isa}"
+        );
+        assert!(
+            got[5 * width..][..s.val_dim].iter().all(|x| x.is_finite()),
+            "{isa}"
+        );
+        // NaN in one v column of key 0 poisons that column of every row of the head.
+        let mut p = Problem {
+            q: base.q.clone(),
+            kv: base.kv.clone(),
+            bias: base.bias.clone(),
+            ..base
+        };
+        p.kv[p.v_view.at(0, 0) + 7] = f32::NAN;
+        let got = p.run(isa);
+        for i in 0..s.nq {
+            assert!(got[i * width + 7].is_nan(), "{isa}");
+            assert!(got[i * width + 6].is_finite(), "{isa}");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "inconsistent operands")]
+fn short_scratch_panics() {
+    let mut rng = Rng::new(16);
+    let p = Problem::new(&mut rng, 1, 16, 16, 4, 4, true, Activation::None);
+    let mut out = vec![0.0; p.shape.out_len()];
+    let mut scratch = vec![0.0; p.shape.scratch_len() - 1];
+    attention::attention(Isa::best(), &p.args(), &mut out, &mut scratch);
+}
+
+/// Correctly rounded f32 of `exp(x)` (f64 `exp` is accurate to < 1 ulp of f64).
+fn exp_ref(x: f32) -> f64 {
+    (x as f64).exp()
+}
+
+/// Error of `got` in units of the f32 ulp at the true value.
+fn ulp_err(got: f32, x: f32) -> f64 {
+    let t = exp_ref(x);
+    let ulp = ulp(t as f32).max(f32::from_bits(1) as f64);
+    (got as f64 - t).abs() / ulp
+}
+
+#[test]
+fn exp_accuracy() {
+    // Dense sweep: every 64th f32 in [-88, 88] (~33M points) plus the subnormal range.
+    let mut xs: Vec<f32> = Vec::new();
+    for sign in [0u32, 0x8000_0000] {
+        let mut b = 0u32;
+        while f32::from_bits(b) <= 88.0 {
+            xs.push(f32::from_bits(b | sign));
+            b += 64;
+        }
+    }
+    xs.extend((0..200_000).map(|n| -87.0 - 17.0 * n as f32 / 200_000.0));
+    for isa in Isa::supported() {
+        let mut got = xs.clone();
+        vecmath::exp_in_place(isa, &mut got);
+        let (mut worst, mut at) = (0.0f64, 0.0f32);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let e = ulp_err(g, x);
+            if e > worst {
+                (worst, at) = (e, x);
+            }
+        }
+        println!(
+            "exp {isa}: max error {worst:.3} ulp at x = {at:e} over {} points",
+            xs.len()
+        );
+        assert!(worst <= 2.0, "{isa}: exp error {worst} ulp at {at}");
+        // Special values.
+        let mut sp = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -1000.0,
+            1000.0,
+            0.0,
+            -0.0,
+            88.72,
+            88.73,
+            -103.5,
+            -104.5,
+        ];
+        vecmath::exp_in_place(isa, &mut sp);
+        assert!(sp[0].is_nan(), "{isa}");
+        assert_eq!(sp[1], f32::INFINITY, "{isa}");
+        assert_eq!(sp[2], 0.0, "{isa}");
+        assert_eq!(sp[3], 0.0, "{isa}");
+        assert_eq!(sp[4], f32::INFINITY, "{isa}");
+        assert_eq!(sp[5], 1.0, "{isa}");
+        assert_eq!(sp[6], 1.0, "{isa}");
+        assert!(
+            sp[7].is_finite() && sp[8] == f32::INFINITY,
+            "{isa}: {} {}",
+            sp[7],
+            sp[8]
+        );
+        assert!(
+            sp[9] == f32::from_bits(1) && sp[10] == 0.0,
+            "{isa}: {} {}",
+            sp[9],
+            sp[10]
+        );
+    }
+}
+
+#[test]
+fn exp_handles_every_slice_length() {
+    for isa in Isa::supported() {
+        for len in 0..40 {
+            let xs: Vec<f32> = (0..len).map(|i| i as f32 * 0.25 - 3.0).collect();
+            let mut got = xs.clone();
+            vecmath::exp_in_place(isa, &mut got);
+            for (x, g) in xs.iter().zip(&got) {
+                assert!(ulp_err(*g, *x) <= 2.0, "{isa} len {len}");
+            }
+        }
+    }
+}
