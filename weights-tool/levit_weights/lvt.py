@@ -122,6 +122,9 @@ def write_lvt(path: str, tensors: "OrderedDict[str, np.ndarray]", cfg: LevitConf
             f.write(header)
             for arr in tensors.values():
                 f.write(arr.tobytes())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
         os.replace(tmp, path)
     except OSError as e:
         raise LevitWeightsError(f"cannot write {path}: {e}") from None

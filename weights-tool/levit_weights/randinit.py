@@ -120,7 +120,7 @@ def scale_heads_(model: nn.Module, gen: torch.Generator, img_size: int = 224, in
     """Scale head (and head_dist) so eval logits on calibration-like images have std ~3."""
     reset_bias_cache_(model)
     x = calibration_images(gen, 8, 4, img_size, in_chans)
-    std = float(model(x).std())
+    std = float(model(x).std(dim=1).mean())  # per image: spread across classes
     alpha = TARGET_LOGIT_STD / std
     for h in ("head", "head_dist"):
         head = getattr(model, h, None)
