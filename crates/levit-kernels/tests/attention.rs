@@ -458,3 +458,28 @@ fn exp_handles_every_slice_length() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+    #[test]
+    fn random_shapes_match_reference(
+        heads in 1usize..4,
+        key_dim in 1usize..70,
+        val_dim in 1usize..140,
+        nq in 1usize..60,
+        nk in 1usize..80,
+        act in 0usize..3,
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let p = Problem::new(&mut rng, heads, key_dim, val_dim, nq, nk, false, ACTS[act]);
+        let want = p.reference();
+        for isa in Isa::supported() {
+            p.compare(isa.name(), &p.run(isa), &want);
+        }
+    }
+}

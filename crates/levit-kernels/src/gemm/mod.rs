@@ -200,7 +200,7 @@ pub unsafe fn gemm_block_raw(
     let kernel = Kernel::for_isa(isa);
     // SAFETY: `check` validated every index the block reads in `args` and that the
     // block lies inside `c_len`; the caller guarantees `c` and exclusivity.
-    unsafe { drive(&kernel, args, c, rows, panels) }
+    unsafe { drive(&kernel, args, c, c_len, rows, panels) }
 }
 
 /// Bytes of packed B one row tile sweeps before moving to the next row tile.
@@ -276,6 +276,7 @@ unsafe fn drive(
     kernel: &Kernel,
     args: &GemmArgs,
     c: *mut f32,
+    c_len: usize,
     rows: Range<usize>,
     panels: Range<usize>,
 ) {
@@ -301,6 +302,11 @@ unsafe fn drive(
             while p < p_end {
                 let np = kernel.np.min(p_end - p);
                 let cols = n.min((p + np) * NR) - p * NR;
+                debug_assert!((p + np) * k * NR <= args.b.len() && p * NR + cols <= n);
+                debug_assert!((i + mr - 1) * ldc + p * NR + cols <= c_len);
+                debug_assert!(
+                    k == 0 || (i..i + mr).all(|r| args.a_row_offset(r) + k <= args.a.len())
+                );
                 // SAFETY: p < panels(n) and `check` proved B holds panels(n) panels of
                 // k*NR floats and bias n floats; row i < m and column p*NR < n, so the
                 // C offset is inside `c_len` (>= (m-1)*ldc + n).

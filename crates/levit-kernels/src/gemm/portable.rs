@@ -38,7 +38,7 @@ unsafe fn load8(p: *const f32) -> f32x8 {
 }
 
 unsafe fn tile<const R: usize>(t: &Tile) {
-    debug_assert!(t.cols >= 1 && t.cols <= 16);
+    debug_assert!(t.cols >= 1 && t.cols <= 16 && t.panel_stride == t.k * 16);
     let zero = f32x8::splat(0.0);
     let mut acc = [[zero; 2]; R];
     let mut a = [core::ptr::null::<f32>(); R];
