@@ -92,6 +92,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("levit-weights: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `levit-weights inspect m.lvt | head`
+        sys.stderr.close()
+        return 0
     return 0
 
 

@@ -272,6 +272,24 @@ def _listing(title: str, items: list[str]) -> str:
     return f"{title} ({len(items)}):\n  " + "\n  ".join(shown) + more
 
 
+def _group_keys(keys: list[str]) -> list[str]:
+    """Collapse the keys of one module: 'a.qkv.{linear.weight,bn.weight,...}'."""
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        m = re.match(r"^(.*?)\.((?:linear|bn)\.[a-z_]+)$", k)
+        prefix, leaf = (m.group(1), m.group(2)) if m else (k, "")
+        groups.setdefault(prefix, []).append(leaf)
+    out = []
+    for prefix, leaves in groups.items():
+        if leaves == [""]:
+            out.append(prefix)
+        elif len(leaves) == 1:
+            out.append(f"{prefix}.{leaves[0]}")
+        else:
+            out.append(f"{prefix}.{{{','.join(leaves)}}}")
+    return out
+
+
 def validate(sd: dict, cfg: LevitConfig, origin: dict | None = None) -> None:
     """Exact key set and shapes of cfg; one error listing every problem.
 
@@ -284,7 +302,7 @@ def validate(sd: dict, cfg: LevitConfig, origin: dict | None = None) -> None:
         o = origin.get(k, k)
         return k if o == k else f"{o} (timm: {k})"
 
-    missing = [k for k in expected if k not in sd]
+    missing = _group_keys([k for k in expected if k not in sd])
     unexpected = [name(k) for k in sd if k not in expected and not is_ignorable_key(k)]
     mismatched = [
         f"{name(k)}: checkpoint {list(sd[k].shape)}, expected {list(expected[k])}"

@@ -137,3 +137,26 @@ def test_lvt_forward_matches_timm(tiny_models, tmp_path, name):
     for k, v in ours.items():
         assert np.abs(v - taps.out[k]).max() <= 1e-4 * max(1.0, np.abs(v).max()), k
     assert (np.argsort(-logits, 1)[:, :5] == np.argsort(-ref, 1)[:, :5]).all()
+
+
+def test_half_precision_checkpoint(tiny_models, tmp_path):
+    """f16 checkpoints are upcast before folding; same result as folding the f16 values in f32."""
+    import copy
+
+    m = tiny_models["tiny_silu"]
+    h = copy.deepcopy(m).half()
+    f16 = convert(save_timm(h, tmp_path / "h.safetensors"), tmp_path / "h.lvt")
+    f32 = convert(save_timm(h.float(), tmp_path / "f.safetensors"), tmp_path / "f.lvt")
+    assert f16.data_bytes() == f32.data_bytes()
+
+
+def test_inspect(tiny_models, tmp_path, capsys):
+    convert(save_timm(tiny_models["tiny_hswish"], tmp_path / "c.safetensors"), tmp_path / "m.lvt")
+    assert main(["inspect", str(tmp_path / "m.lvt")]) == 0
+    out = capsys.readouterr().out
+    assert "all CRCs and alignment OK" in out and "head.weight" in out
+    raw = bytearray((tmp_path / "m.lvt").read_bytes())
+    raw[-1] ^= 0xFF
+    (tmp_path / "bad.lvt").write_bytes(bytes(raw))
+    assert main(["inspect", str(tmp_path / "bad.lvt")]) == 1
+    assert "CRC-32" in capsys.readouterr().err
