@@ -55,6 +55,10 @@ impl ConvGeometry {
 
 /// Fills `cols` (`[hout*wout, 9*cin]`) from `input`; padding reads as zero.
 ///
+/// `Hwc` copies `cin`-float runs (memcpy speed). `Chw` (only the 3-channel network
+/// input) walks each input row once per `(oy, ky, c)` and scatters its taps, with the
+/// left/right padding handled outside the inner loop, so no per-element bounds logic.
+///
 /// # Panics
 /// If `input` or `cols` are shorter than the geometry needs (checked at plan time).
 pub fn im2col_3x3_s2(input: &[f32], layout: ImageLayout, g: ConvGeometry, cols: &mut [f32]) {
@@ -63,31 +67,136 @@ pub fn im2col_3x3_s2(input: &[f32], layout: ImageLayout, g: ConvGeometry, cols: 
         cols.len() >= g.cols_len(),
         "im2col: column buffer too short"
     );
-    let (cin, hin, win) = (g.cin, g.hin as isize, g.win as isize);
-    let k = g.k();
+    if g.cols_len() == 0 {
+        return;
+    }
+    match layout {
+        ImageLayout::Hwc => im2col_hwc(input, g, cols),
+        ImageLayout::Chw => im2col_chw(input, g, cols),
+    }
+}
+
+fn im2col_hwc(input: &[f32], g: ConvGeometry, cols: &mut [f32]) {
+    let (cin, k, wout) = (g.cin, g.k(), g.wout());
     for oy in 0..g.hout() {
-        for ox in 0..g.wout() {
-            let row = &mut cols[(oy * g.wout() + ox) * k..][..k];
+        for ox in 0..wout {
+            let row = &mut cols[(oy * wout + ox) * k..][..k];
             for ky in 0..3 {
-                let iy = (oy * 2 + ky) as isize - 1;
+                let iy = (oy * 2 + ky).wrapping_sub(1);
                 for kx in 0..3 {
-                    let ix = (ox * 2 + kx) as isize - 1;
+                    let ix = (ox * 2 + kx).wrapping_sub(1);
                     let dst = &mut row[(ky * 3 + kx) * cin..][..cin];
-                    if iy < 0 || iy >= hin || ix < 0 || ix >= win {
+                    // `wrapping_sub` turns -1 into usize::MAX, caught by the same test.
+                    if iy >= g.hin || ix >= g.win {
                         dst.fill(0.0);
-                        continue;
+                    } else {
+                        dst.copy_from_slice(&input[(iy * g.win + ix) * cin..][..cin]);
                     }
-                    let (iy, ix) = (iy as usize, ix as usize);
-                    match layout {
-                        ImageLayout::Hwc => {
-                            dst.copy_from_slice(&input[(iy * g.win + ix) * cin..][..cin]);
-                        }
-                        ImageLayout::Chw => {
-                            for (c, d) in dst.iter_mut().enumerate() {
-                                *d = input[(c * g.hin + iy) * g.win + ix];
-                            }
+                }
+            }
+        }
+    }
+}
+
+fn im2col_chw(input: &[f32], g: ConvGeometry, cols: &mut [f32]) {
+    let (cin, k, wout, win) = (g.cin, g.k(), g.wout(), g.win);
+    // 2*(wout-1) <= win-1 always; the right tap 2*ox+1 exists unless it is == win.
+    let right_ok = |ox: usize| 2 * ox + 1 < win;
+    for oy in 0..g.hout() {
+        let out = &mut cols[oy * wout * k..][..wout * k];
+        for ky in 0..3 {
+            let iy = (oy * 2 + ky).wrapping_sub(1);
+            if iy >= g.hin {
+                for ox in 0..wout {
+                    out[ox * k + ky * 3 * cin..][..3 * cin].fill(0.0);
+                }
+                continue;
+            }
+            for c in 0..cin {
+                let src = &input[(c * g.hin + iy) * win..][..win];
+                let taps = &mut out[ky * 3 * cin + c..];
+                // ox = 0: the left tap is padding.
+                taps[0] = 0.0;
+                taps[cin] = src[0];
+                taps[2 * cin] = if right_ok(0) { src[1] } else { 0.0 };
+                for ox in 1..wout {
+                    let t = &mut taps[ox * k..][..2 * cin + 1];
+                    let x = 2 * ox;
+                    t[0] = src[x - 1];
+                    t[cin] = src[x];
+                    t[2 * cin] = if right_ok(ox) { src[x + 1] } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The original per-element definition, kept as the oracle.
+    fn naive(input: &[f32], layout: ImageLayout, g: ConvGeometry) -> Vec<f32> {
+        let mut cols = vec![f32::NAN; g.cols_len()];
+        let k = g.k();
+        for oy in 0..g.hout() {
+            for ox in 0..g.wout() {
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        for c in 0..g.cin {
+                            let iy = (oy * 2 + ky) as isize - 1;
+                            let ix = (ox * 2 + kx) as isize - 1;
+                            let inside = iy >= 0
+                                && ix >= 0
+                                && (iy as usize) < g.hin
+                                && (ix as usize) < g.win;
+                            let v = if !inside {
+                                0.0
+                            } else {
+                                let (iy, ix) = (iy as usize, ix as usize);
+                                match layout {
+                                    ImageLayout::Hwc => input[(iy * g.win + ix) * g.cin + c],
+                                    ImageLayout::Chw => input[(c * g.hin + iy) * g.win + ix],
+                                }
+                            };
+                            cols[(oy * g.wout() + ox) * k + (ky * 3 + kx) * g.cin + c] = v;
                         }
                     }
+                }
+            }
+        }
+        cols
+    }
+
+    #[test]
+    fn im2col_matches_the_definition() {
+        for layout in [ImageLayout::Chw, ImageLayout::Hwc] {
+            for cin in [1, 3, 5] {
+                for (hin, win) in [
+                    (1, 1),
+                    (1, 2),
+                    (2, 1),
+                    (2, 2),
+                    (3, 3),
+                    (4, 7),
+                    (7, 4),
+                    (8, 8),
+                    (9, 13),
+                ] {
+                    let g = ConvGeometry { cin, hin, win };
+                    let input: Vec<f32> = (0..g.input_len()).map(|i| i as f32 + 1.0).collect();
+                    let mut cols = vec![f32::NAN; g.cols_len() + 3];
+                    im2col_3x3_s2(&input, layout, g, &mut cols);
+                    let want = naive(&input, layout, g);
+                    assert_eq!(
+                        &cols[..g.cols_len()],
+                        &want[..],
+                        "{layout:?} {cin} {hin}x{win}"
+                    );
+                    assert!(
+                        cols[g.cols_len()..].iter().all(|x| x.is_nan()),
+                        "wrote past the end"
+                    );
                 }
             }
         }
