@@ -6,6 +6,13 @@
 //! - activations are row-major `[rows, channels]` f32 slices with explicit strides;
 //! - GEMM right-hand operands are pre-packed in panels of [`NR`] columns
 //!   (`packed[p][k][j] = B[k][p*NR + j]`, zero-padded), see [`gemm`].
+//!
+//! SIMD paths ([`Isa`]): AVX-512, AVX2 + FMA (x86-64 only, `core::arch` intrinsics in
+//! `#[target_feature]` functions) and portable (`wide`, every target). `unsafe` lives
+//! only inside the kernel modules; the public entry points validate the operands
+//! (`check`) and assert that the requested path is supported by the CPU before
+//! calling into it, so every public function is safe to call with any `Isa`
+//! (an unsupported one panics).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

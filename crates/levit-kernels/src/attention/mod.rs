@@ -8,8 +8,8 @@
 //!
 //! # Paths
 //! `avx512.rs`, `avx2.rs` and `portable.rs` share one plan: per head, K is transposed
-//! into scratch (`kt[d][m]`, keys zero-padded to [`KEY_PAD`]) so that the scores of a
-//! block of up to [`QB`] query rows are a small register-tiled GEMM; the softmax runs
+//! into scratch (`kt[d][m]`, keys zero-padded to a multiple of 32) so that the scores of a
+//! block of up to 4 query rows are a small register-tiled GEMM; the softmax runs
 //! in place on the padded score rows (padding = `-inf`); `p·V` reads V rows in place
 //! and accumulates the block's output rows in registers.
 
