@@ -160,3 +160,15 @@ def test_inspect(tiny_models, tmp_path, capsys):
     (tmp_path / "bad.lvt").write_bytes(bytes(raw))
     assert main(["inspect", str(tmp_path / "bad.lvt")]) == 1
     assert "CRC-32" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("R,stride", [(14, 1), (7, 1), (4, 1), (14, 2), (7, 2), (9, 2)])
+def test_fb_bias_idxs_equal_formula(R, stride):
+    """FB's first-seen dictionary order equals |dy|*R+|dx| (why the converter can ignore them)."""
+    from levit_weights.layouts import fb_attention_bias_idxs
+
+    Rq = (R - 1) // stride + 1
+    qy, qx = np.divmod(np.arange(Rq * Rq), Rq)
+    ky, kx = np.divmod(np.arange(R * R), R)
+    want = np.abs(qy[:, None] * stride - ky) * R + np.abs(qx[:, None] * stride - kx)
+    assert (fb_attention_bias_idxs(R, stride) == want).all()
