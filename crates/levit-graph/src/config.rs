@@ -199,12 +199,22 @@ impl Config {
             ));
         }
         for &d in &self.embed_dim {
-            if d == 0 || d > MAX_DIM || !d.is_multiple_of(8) {
+            if d == 0 || d > MAX_DIM {
                 return Err(GraphError::unsupported(
                     "embed_dim",
-                    format!("{d} must be a positive multiple of 8 up to {MAX_DIM}"),
+                    format!("{d} must be in 1..={MAX_DIM}"),
                 ));
             }
+        }
+        // The stem's first conv has E0 // 8 channels (timm's integer division).
+        if self.embed_dim[0] < 8 {
+            return Err(GraphError::unsupported(
+                "embed_dim",
+                format!(
+                    "the first stage width {} must be at least 8",
+                    self.embed_dim[0]
+                ),
+            ));
         }
         let e0 = self.embed_dim[0];
         let mut side = self.img_size;
