@@ -37,7 +37,7 @@ fn split(file: &[u8]) -> (Value, Vec<u8>) {
 /// Reassembles a file, padding the header to 64 bytes unless `pad` is false.
 fn join(header: &Value, data: &[u8], pad: bool) -> Vec<u8> {
     let mut h = serde_json::to_string(header).unwrap().into_bytes();
-    while pad && (8 + h.len()) % 64 != 0 {
+    while pad && !(8 + h.len()).is_multiple_of(64) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();

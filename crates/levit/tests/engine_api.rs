@@ -111,7 +111,7 @@ fn wrong_input_length_is_an_error() {
     let mut out = vec![0.0; 10];
     assert!(engine.infer_batch(&vec![0.0; n + 3], &mut out).is_err());
     assert!(matches!(
-        engine.infer_batch(&vec![0.0; n], &mut vec![0.0; 11]),
+        engine.infer_batch(&vec![0.0; n], &mut [0.0; 11]),
         Err(Error::OutputLength { .. })
     ));
 }
