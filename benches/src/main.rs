@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use levit::{synth, Engine, Isa, Model, ModelOptions};
+use levit::{synth, Engine, EngineOptions, Isa, Model, ModelOptions};
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +26,7 @@ struct Args {
     /// Paper variant with random weights when no file is given: 128s, 128, 192, 256, 384.
     #[arg(long)]
     variant: Option<String>,
-    /// Intra-op threads (only 1 is implemented so far).
+    /// Intra-op threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Untimed runs first.
@@ -58,11 +58,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.threads != 1 {
-        bail!(
-            "--threads {}: only single-threaded inference is implemented so far",
-            args.threads
-        );
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
     }
     if args.iters == 0 {
         bail!("--iters must be at least 1");
@@ -94,7 +91,12 @@ fn main() -> Result<()> {
         (None, None) => bail!("give --model FILE or --variant NAME"),
     };
     let model = Arc::new(model);
-    let mut engine = Engine::new(model.clone());
+    let mut engine = Engine::with_options(
+        model.clone(),
+        EngineOptions {
+            threads: args.threads,
+        },
+    )?;
     let image: Vec<f32> = {
         let mut rng = synth::Rng::new(42);
         (0..model.input_len()).map(|_| rng.normal()).collect()

@@ -84,8 +84,6 @@ pub enum Step {
         act: Activation,
         /// Output `[nq, heads*val_dim]`.
         out: BufRange,
-        /// Scratch.
-        scratch: BufRange,
     },
     /// Average over token rows.
     MeanRows {
@@ -138,6 +136,9 @@ pub struct Plan {
     pub row_tables: Vec<u32>,
     /// Named intermediates.
     pub taps: Vec<Tap>,
+    /// Scratch floats one thread needs for the largest attention step (the engine
+    /// allocates one such region per thread, outside the arena).
+    pub attention_scratch: usize,
 }
 
 struct Builder<'w> {
@@ -148,6 +149,7 @@ struct Builder<'w> {
     bias_tables: Vec<f32>,
     row_tables: Vec<u32>,
     taps: Vec<(String, BufId, usize, usize)>,
+    attention_scratch: usize,
     lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
 }
 
@@ -182,7 +184,6 @@ enum PendingStep {
         bias: Range<usize>,
         act: Activation,
         out: BufId,
-        scratch: BufId,
     },
     MeanRows {
         x: BufId,
@@ -208,13 +209,7 @@ impl<'w> Builder<'w> {
         let used: Vec<BufId> = match &step {
             PendingStep::Im2col { src, cols, .. } => src.iter().copied().chain([*cols]).collect(),
             PendingStep::Gemm { a, c, .. } => vec![*a, *c],
-            PendingStep::Attention {
-                q,
-                kv,
-                out,
-                scratch,
-                ..
-            } => vec![*q, *kv, *out, *scratch],
+            PendingStep::Attention { q, kv, out, .. } => vec![*q, *kv, *out],
             PendingStep::MeanRows { x, out, .. } => vec![*x, *out],
             PendingStep::Tap(i) => vec![self.taps[*i].1],
         };
@@ -367,7 +362,7 @@ impl<'w> Builder<'w> {
             };
         }
         let out = self.buf(shape.out_len());
-        let scratch = self.buf(shape.scratch_len());
+        self.attention_scratch = self.attention_scratch.max(shape.scratch_len());
         self.push(PendingStep::Attention {
             shape,
             q,
@@ -378,7 +373,6 @@ impl<'w> Builder<'w> {
             bias,
             act,
             out,
-            scratch,
         });
         Ok(out)
     }
@@ -446,6 +440,7 @@ impl Plan {
             bias_tables: Vec::new(),
             row_tables: Vec::new(),
             taps: Vec::new(),
+            attention_scratch: 0,
             lookup,
         };
 
@@ -600,7 +595,6 @@ impl Plan {
                     bias,
                     act,
                     out,
-                    scratch,
                 } => Step::Attention {
                     shape,
                     q: r(q),
@@ -611,7 +605,6 @@ impl Plan {
                     bias,
                     act,
                     out: r(out),
-                    scratch: r(scratch),
                 },
                 PendingStep::MeanRows { x, rows, cols, out } => Step::MeanRows {
                     x: r(x),
@@ -646,6 +639,7 @@ impl Plan {
             bias_tables: b.bias_tables,
             row_tables: b.row_tables,
             taps,
+            attention_scratch: b.attention_scratch,
         };
         Ok(plan)
     }

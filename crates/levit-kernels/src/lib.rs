@@ -21,6 +21,7 @@ pub mod attention;
 pub mod conv;
 pub mod gemm;
 pub mod isa;
+pub mod parallel;
 pub mod reduce;
 pub mod vecmath;
 

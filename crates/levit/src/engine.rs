@@ -3,14 +3,37 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use levit_kernels::parallel::{Inline, SpinPool};
+
 use crate::arena::Arena;
 use crate::{run, Error, Model, Result};
+
+/// Per-engine settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Intra-op threads for one inference. 1 (the default) runs inline on the caller's
+    /// thread with no pool; more threads start `threads - 1` spinning workers owned by
+    /// the engine (the caller's thread works too) and split each kernel over output
+    /// rows, panels and query rows, never over a reduction, so results are bitwise
+    /// identical for every thread count. Idle workers spin ~0.3 ms, then sleep.
+    pub threads: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { threads: 1 }
+    }
+}
 
 /// Runs inference for one caller at a time. Cheap to create from a shared [`Model`];
 /// one per thread for parallel inference.
 pub struct Engine {
     model: Arc<Model>,
     arena: Arena,
+    /// One attention scratch region per thread.
+    scratch: Arena,
+    pool: Option<SpinPool>,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -27,10 +50,32 @@ impl Engine {
         Ok(Engine::new(Arc::new(Model::load(path)?)))
     }
 
-    /// An engine over an already loaded (possibly shared) model. Allocates the arena.
+    /// A single-threaded engine over an already loaded (possibly shared) model.
+    /// Allocates the arena.
     pub fn new(model: Arc<Model>) -> Engine {
-        let arena = Arena::new(model.plan.arena_len);
-        Engine { model, arena }
+        Engine::with_options(model, EngineOptions::default()).expect("one thread needs no pool")
+    }
+
+    /// An engine with explicit options (intra-op threads).
+    pub fn with_options(model: Arc<Model>, options: EngineOptions) -> Result<Engine> {
+        let threads = options.threads.max(1);
+        let pool = if threads > 1 {
+            Some(SpinPool::new(threads).map_err(|e| Error::ThreadPool(e.to_string()))?)
+        } else {
+            None
+        };
+        Ok(Engine {
+            arena: Arena::new(model.plan.arena_len),
+            scratch: Arena::new(model.plan.attention_scratch * threads),
+            model,
+            pool,
+            threads,
+        })
+    }
+
+    /// Intra-op threads.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The model.
@@ -57,7 +102,15 @@ impl Engine {
                 what: format!("one image of {}x{}x{}", c.in_chans, c.img_size, c.img_size),
             });
         }
-        run::run(&self.model, input, self.arena.as_mut_slice(), tracer);
+        let (model, arena, scratch) = (
+            &self.model,
+            self.arena.as_mut_slice(),
+            self.scratch.as_mut_slice(),
+        );
+        match &self.pool {
+            None => run::run(model, input, arena, scratch, &Inline, tracer),
+            Some(pool) => run::run(model, input, arena, scratch, pool, tracer),
+        }
         let out = self.model.plan.output;
         Ok(&self.arena.as_slice()[out.offset..out.end()])
     }

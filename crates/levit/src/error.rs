@@ -53,6 +53,9 @@ pub enum Error {
         /// Actual length.
         found: usize,
     },
+    /// The intra-op thread pool could not be created.
+    #[error("cannot start the inference thread pool: {0}")]
+    ThreadPool(String),
     /// A plan step failed its bounds check at load (a bug in the planner, reported
     /// rather than risked).
     #[error("internal plan check failed at step {step}: {reason}")]

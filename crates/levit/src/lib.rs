@@ -20,7 +20,7 @@ mod run;
 pub mod synth;
 pub use run::Tracer;
 
-pub use engine::Engine;
+pub use engine::{Engine, EngineOptions};
 pub use error::{Error, FormatError, GraphError, IsaError, Result};
 pub use levit_format::LoadMode;
 pub use levit_graph::{Config, Tap};

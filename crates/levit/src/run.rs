@@ -1,9 +1,10 @@
 //! Executing a plan: one `match` per step over views of the arena. No allocation.
 
 use levit_graph::{BufRange, ImageSource, Step, Tap};
-use levit_kernels::attention::{self, AttentionArgs};
+use levit_kernels::attention::AttentionArgs;
 use levit_kernels::conv::{self, ImageLayout};
-use levit_kernels::gemm::{self, GemmArgs};
+use levit_kernels::gemm::GemmArgs;
+use levit_kernels::parallel::{self, Executor};
 use levit_kernels::reduce;
 
 use crate::arena::disjoint;
@@ -42,8 +43,16 @@ fn gemm_args<'a>(model: &'a Model, step: &Step, a: &'a [f32]) -> Option<GemmArgs
     })
 }
 
-/// Runs every step of `model` on one image, writing into `arena`.
-pub(crate) fn run(model: &Model, input: &[f32], arena: &mut [f32], mut tracer: Option<Tracer>) {
+/// Runs every step of `model` on one image, writing into `arena`. Kernels split their
+/// output over `exec`'s threads; `scratch` holds one attention scratch per thread.
+pub(crate) fn run(
+    model: &Model,
+    input: &[f32],
+    arena: &mut [f32],
+    scratch: &mut [f32],
+    exec: &dyn Executor,
+    mut tracer: Option<Tracer>,
+) {
     let plan = &model.plan;
     let isa = model.isa;
     for step in &plan.steps {
@@ -65,7 +74,7 @@ pub(crate) fn run(model: &Model, input: &[f32], arena: &mut [f32], mut tracer: O
             Step::Gemm { a, c, .. } => {
                 let [a, c] = disjoint(arena, [*a, *c]);
                 let args = gemm_args(model, step, a).expect("gemm step");
-                gemm::gemm(isa, &args, c);
+                parallel::gemm(isa, &args, c, exec);
             }
             Step::Attention {
                 shape,
@@ -77,10 +86,9 @@ pub(crate) fn run(model: &Model, input: &[f32], arena: &mut [f32], mut tracer: O
                 bias,
                 act,
                 out,
-                scratch,
             } => {
                 let bias = &plan.bias_tables[bias.clone()];
-                let run = |q: &[f32], kv: &[f32], out: &mut [f32], scratch: &mut [f32]| {
+                let mut run = |q: &[f32], kv: &[f32], out: &mut [f32]| {
                     let args = AttentionArgs {
                         shape: *shape,
                         q,
@@ -91,14 +99,14 @@ pub(crate) fn run(model: &Model, input: &[f32], arena: &mut [f32], mut tracer: O
                         bias,
                         act: *act,
                     };
-                    attention::attention(isa, &args, out, scratch);
+                    parallel::attention(isa, &args, out, scratch, exec);
                 };
                 if q == kv {
-                    let [kv, out, scratch] = disjoint(arena, [*kv, *out, *scratch]);
-                    run(kv, kv, out, scratch);
+                    let [kv, out] = disjoint(arena, [*kv, *out]);
+                    run(kv, kv, out);
                 } else {
-                    let [q, kv, out, scratch] = disjoint(arena, [*q, *kv, *out, *scratch]);
-                    run(q, kv, out, scratch);
+                    let [q, kv, out] = disjoint(arena, [*q, *kv, *out]);
+                    run(q, kv, out);
                 }
             }
             Step::MeanRows { x, rows, cols, out } => {
@@ -164,19 +172,13 @@ pub(crate) fn check_plan(model: &Model) -> Result<()> {
                 bias,
                 act,
                 out,
-                scratch,
             } => {
-                for r in [q, kv, out, scratch] {
+                for r in [q, kv, out] {
                     if !in_arena(r) {
                         return Err(fail(i, "attention buffer outside arena".into()));
                     }
                 }
-                if out.overlaps(kv)
-                    || out.overlaps(q)
-                    || scratch.overlaps(kv)
-                    || scratch.overlaps(q)
-                    || out.overlaps(scratch)
-                {
+                if out.overlaps(kv) || out.overlaps(q) {
                     return Err(fail(i, "attention buffers overlap".into()));
                 }
                 if bias.end > plan.bias_tables.len() {
@@ -194,7 +196,8 @@ pub(crate) fn check_plan(model: &Model) -> Result<()> {
                     bias: &plan.bias_tables[bias.clone()],
                     act: *act,
                 };
-                args.check(out.len, scratch.len).map_err(|e| fail(i, e))?;
+                args.check(out.len, plan.attention_scratch)
+                    .map_err(|e| fail(i, e))?;
             }
             Step::MeanRows { x, rows, cols, out } => {
                 if !in_arena(x) || !in_arena(out) || x.len < rows * cols || out.len < *cols {

@@ -189,3 +189,26 @@ fn unsupported_isa_request_is_an_error_not_a_crash() {
     };
     assert!(Model::from_bytes(&model_bytes(), opts).is_ok());
 }
+
+#[test]
+fn every_thread_count_gives_bitwise_identical_logits() {
+    let model = Arc::new(load(&model_bytes()).unwrap());
+    let inputs: Vec<Vec<f32>> = (0..3).map(|s| image(&model, 10 + s)).collect();
+    let mut single = Engine::new(model.clone());
+    let want: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| single.infer(x).unwrap().to_vec())
+        .collect();
+    for threads in [2, 3, 4] {
+        let mut engine =
+            Engine::with_options(model.clone(), levit::EngineOptions { threads }).unwrap();
+        assert_eq!(engine.threads(), threads);
+        for (x, w) in inputs.iter().zip(&want) {
+            assert_eq!(
+                engine.infer(x).unwrap(),
+                w.as_slice(),
+                "{threads} threads differ"
+            );
+        }
+    }
+}

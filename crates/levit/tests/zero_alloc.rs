@@ -4,7 +4,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use levit::{synth, Engine, Model, ModelOptions};
+use levit::{synth, Engine, EngineOptions, Model, ModelOptions};
 
 struct Counting;
 
@@ -41,15 +41,21 @@ fn infer_allocates_nothing_on_any_path() {
             ..ModelOptions::default()
         };
         let model = Arc::new(Model::from_bytes(&bytes, options).unwrap());
-        let mut engine = Engine::new(model.clone());
+        let threads = if isa == levit::Isa::best() { 2 } else { 1 };
+        let mut engine = Engine::with_options(model.clone(), EngineOptions { threads }).unwrap();
         let mut rng = synth::Rng::new(1);
         let image: Vec<f32> = (0..model.input_len()).map(|_| rng.normal()).collect();
         let batch: Vec<f32> = image.iter().chain(&image).copied().collect();
         let mut out = vec![0.0; 2 * model.num_classes()];
-        engine.infer(&image).unwrap(); // warm-up (nothing lazily allocated, but be fair)
+        // Warm-up: the pool's threads allocate their own state on first use.
+        for _ in 0..3 {
+            engine.infer(&image).unwrap();
+        }
 
         let before = ALLOCATIONS.load(Ordering::SeqCst);
-        for _ in 0..3 {
+        // Enough runs to cross any amortised growth (e.g. a queue block every 63 jobs).
+        let runs = if threads > 1 { 200 } else { 20 };
+        for _ in 0..runs {
             let logits = engine.infer(&image).unwrap();
             assert!(logits.iter().all(|v| v.is_finite()));
         }
@@ -58,7 +64,7 @@ fn infer_allocates_nothing_on_any_path() {
         assert_eq!(
             after - before,
             0,
-            "{isa}: infer allocated {} times",
+            "{isa}, {threads} thread(s): infer allocated {} times",
             after - before
         );
     }

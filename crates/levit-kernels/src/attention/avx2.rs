@@ -21,7 +21,12 @@ const JV: usize = 2;
 /// The CPU must support AVX2 + FMA, `args.check(out.len(), scratch.len())` must hold
 /// and `args.shape.nk > 0`.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn attention(args: &AttentionArgs, out: &mut [f32], scratch: &mut [f32]) {
+pub(super) unsafe fn attention(
+    args: &AttentionArgs,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    rows: core::ops::Range<usize>,
+) {
     let s = args.shape;
     debug_assert!(s.nk > 0 && KEY_PAD.is_multiple_of(16));
     let nkp = s.nk.div_ceil(KEY_PAD) * KEY_PAD;
@@ -32,9 +37,9 @@ pub(super) unsafe fn attention(args: &AttentionArgs, out: &mut [f32], scratch: &
     let last = s.val_dim - (nv.max(1) - 1) * 8;
     for h in 0..s.heads {
         super::transpose_keys(args, h, nkp, kt);
-        let mut i0 = 0;
-        while i0 < s.nq {
-            let r = QB.min(s.nq - i0);
+        let mut i0 = rows.start;
+        while i0 < rows.end {
+            let r = QB.min(rows.end - i0);
             let mut q = [args.q.as_ptr(); QB];
             let mut bias = [args.bias.as_ptr(); QB];
             let mut o = [out.as_mut_ptr(); QB];
@@ -45,7 +50,9 @@ pub(super) unsafe fn attention(args: &AttentionArgs, out: &mut [f32], scratch: &
                 unsafe {
                     q[rr] = args.q.as_ptr().add(args.q_view.at(i, h));
                     bias[rr] = args.bias.as_ptr().add((h * s.nq + i) * s.nk);
-                    o[rr] = out.as_mut_ptr().add(i * row_width + h * s.val_dim);
+                    o[rr] = out
+                        .as_mut_ptr()
+                        .add((i - rows.start) * row_width + h * s.val_dim);
                 }
             }
             let sc = Scores {

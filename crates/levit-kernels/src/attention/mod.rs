@@ -20,6 +20,8 @@ mod avx512;
 mod portable;
 pub mod reference;
 
+use core::ops::Range;
+
 use crate::{Activation, Isa};
 
 /// Query rows processed together by the SIMD paths.
@@ -146,27 +148,62 @@ impl AttentionArgs<'_> {
 /// # Panics
 /// If the operands do not satisfy [`AttentionArgs::check`] (validated at plan time).
 pub fn attention(isa: Isa, args: &AttentionArgs, out: &mut [f32], scratch: &mut [f32]) {
-    if let Err(e) = args.check(out.len(), scratch.len()) {
+    attention_rows(isa, args, out, scratch, 0..args.shape.nq);
+}
+
+/// Computes only query rows `rows` (all heads). `out` holds just those rows
+/// (`rows.len() * heads * val_dim` floats), so threads can split one call over
+/// disjoint row ranges, each with its own scratch. Bit-identical to the same rows of
+/// [`attention`].
+///
+/// # Panics
+/// If the operands do not satisfy [`AttentionArgs::check`] for those rows, or `rows`
+/// is not inside `0..nq`.
+pub fn attention_rows(
+    isa: Isa,
+    args: &AttentionArgs,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    rows: Range<usize>,
+) {
+    let s = args.shape;
+    assert!(
+        rows.start <= rows.end && rows.end <= s.nq,
+        "attention rows {rows:?} outside 0..{}",
+        s.nq
+    );
+    // `check` sizes the output for all rows; this call's output holds only `rows`.
+    let full_out = s.out_len();
+    let rows_out = rows.len() * s.heads * s.val_dim;
+    if let Err(e) = args.check(full_out, scratch.len()) {
         panic!("attention called with inconsistent operands: {e}");
     }
+    assert!(
+        out.len() >= rows_out,
+        "attention out: {} floats, need {rows_out}",
+        out.len()
+    );
     assert!(
         isa.is_supported(),
         "attention: the {isa} path is not supported here"
     );
-    if args.shape.nk == 0 || args.shape.nq == 0 || args.shape.heads == 0 {
+    if rows.is_empty() {
+        return;
+    }
+    if s.nk == 0 || s.heads == 0 {
         // Degenerate shapes (0/0 softmax or nothing to do): the reference defines them.
-        reference::attention(args, out, scratch);
+        reference::attention_rows(args, out, scratch, rows);
         return;
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the assert above checked this CPU runs the AVX-512 path, `check`
-        // validated every index the kernel touches, and nk > 0.
-        Isa::Avx512 => unsafe { avx512::attention(args, out, scratch) },
+        // validated every index the kernel touches, `out` holds the rows, and nk > 0.
+        Isa::Avx512 => unsafe { avx512::attention(args, out, scratch, rows) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 + FMA.
-        Isa::Avx2 => unsafe { avx2::attention(args, out, scratch) },
-        _ => portable::attention(args, out, scratch),
+        Isa::Avx2 => unsafe { avx2::attention(args, out, scratch, rows) },
+        _ => portable::attention(args, out, scratch, rows),
     }
 }
 

@@ -10,7 +10,12 @@ use super::{AttentionArgs, KEY_PAD, QB};
 use crate::vecmath::portable::{activate, exp, load_partial};
 
 /// Runs attention on the portable path (`args` already checked, `nk > 0`).
-pub(super) fn attention(args: &AttentionArgs, out: &mut [f32], scratch: &mut [f32]) {
+pub(super) fn attention(
+    args: &AttentionArgs,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    rows: core::ops::Range<usize>,
+) {
     let s = args.shape;
     debug_assert!(s.nk > 0 && KEY_PAD.is_multiple_of(16));
     let nkp = s.nk.div_ceil(KEY_PAD) * KEY_PAD;
@@ -19,9 +24,9 @@ pub(super) fn attention(args: &AttentionArgs, out: &mut [f32], scratch: &mut [f3
     let row_width = s.heads * s.val_dim;
     for h in 0..s.heads {
         super::transpose_keys(args, h, nkp, kt);
-        let mut i0 = 0;
-        while i0 < s.nq {
-            let r = QB.min(s.nq - i0);
+        let mut i0 = rows.start;
+        while i0 < rows.end {
+            let r = QB.min(rows.end - i0);
             let max = match r {
                 1 => scores::<1>(args, h, i0, kt, nkp, probs),
                 2 => scores::<2>(args, h, i0, kt, nkp, probs),
@@ -36,10 +41,50 @@ pub(super) fn attention(args: &AttentionArgs, out: &mut [f32], scratch: &mut [f3
             while j0 < s.val_dim {
                 let w = 16.min(s.val_dim - j0);
                 match r {
-                    1 => pv::<1>(args, h, i0, j0, w, probs, nkp, &sums, row_width, out),
-                    2 => pv::<2>(args, h, i0, j0, w, probs, nkp, &sums, row_width, out),
-                    3 => pv::<3>(args, h, i0, j0, w, probs, nkp, &sums, row_width, out),
-                    _ => pv::<4>(args, h, i0, j0, w, probs, nkp, &sums, row_width, out),
+                    1 => pv::<1>(
+                        args,
+                        h,
+                        j0,
+                        w,
+                        probs,
+                        nkp,
+                        &sums,
+                        row_width,
+                        &mut out[(i0 - rows.start) * row_width..],
+                    ),
+                    2 => pv::<2>(
+                        args,
+                        h,
+                        j0,
+                        w,
+                        probs,
+                        nkp,
+                        &sums,
+                        row_width,
+                        &mut out[(i0 - rows.start) * row_width..],
+                    ),
+                    3 => pv::<3>(
+                        args,
+                        h,
+                        j0,
+                        w,
+                        probs,
+                        nkp,
+                        &sums,
+                        row_width,
+                        &mut out[(i0 - rows.start) * row_width..],
+                    ),
+                    _ => pv::<4>(
+                        args,
+                        h,
+                        j0,
+                        w,
+                        probs,
+                        nkp,
+                        &sums,
+                        row_width,
+                        &mut out[(i0 - rows.start) * row_width..],
+                    ),
                 }
                 j0 += w;
             }
@@ -107,12 +152,12 @@ fn softmax_row(row: &mut [f32], max: f32) -> f32 {
     sum.reduce_add()
 }
 
-/// `out[i0+r][h*val_dim + j0 ..][..w] = act((Σ_m p[r][m] v[m][j0..]) / sum[r])`.
+/// `out[r][h*val_dim + j0 ..][..w] = act((Σ_m p[r][m] v[m][j0..]) / sum[r])`, where
+/// `out` starts at the block's first query row.
 #[allow(clippy::too_many_arguments)]
 fn pv<const R: usize>(
     args: &AttentionArgs,
     h: usize,
-    i0: usize,
     j0: usize,
     w: usize,
     probs: &[f32],
@@ -139,7 +184,7 @@ fn pv<const R: usize>(
     }
     for r in 0..R {
         let sum = f32x8::splat(sums[r]);
-        let o = &mut out[(i0 + r) * row_width + h * s.val_dim + j0..][..w];
+        let o = &mut out[r * row_width + h * s.val_dim + j0..][..w];
         let lo = activate(args.act, acc[r][0] / sum).to_array();
         let hi = activate(args.act, acc[r][1] / sum).to_array();
         for (j, o) in o.iter_mut().enumerate() {

@@ -4,11 +4,21 @@ use super::AttentionArgs;
 
 /// One query row at a time: scores, max-subtracted softmax, weighted sum of v.
 pub fn attention(args: &AttentionArgs, out: &mut [f32], scratch: &mut [f32]) {
+    attention_rows(args, out, scratch, 0..args.shape.nq);
+}
+
+/// Query rows `rows` only; `out` starts at row `rows.start`.
+pub fn attention_rows(
+    args: &AttentionArgs,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    rows: core::ops::Range<usize>,
+) {
     let s = args.shape;
     let scores = &mut scratch[..s.nk];
     let row_width = s.heads * s.val_dim;
     for h in 0..s.heads {
-        for i in 0..s.nq {
+        for i in rows.clone() {
             let q = &args.q[args.q_view.at(i, h)..][..s.key_dim];
             let bias = &args.bias[(h * s.nq + i) * s.nk..][..s.nk];
             let mut max = f32::NEG_INFINITY;
@@ -23,7 +33,7 @@ pub fn attention(args: &AttentionArgs, out: &mut [f32], scratch: &mut [f32]) {
                 *score = (*score - max).exp();
                 sum += *score;
             }
-            let o = &mut out[i * row_width + h * s.val_dim..][..s.val_dim];
+            let o = &mut out[(i - rows.start) * row_width + h * s.val_dim..][..s.val_dim];
             o.fill(0.0);
             for (m, &p) in scores.iter().enumerate() {
                 let v = &args.kv[args.v_view.at(m, h)..][..s.val_dim];

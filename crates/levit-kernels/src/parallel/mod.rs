@@ -1,0 +1,159 @@
+//! Splitting one kernel call over threads without splitting any reduction.
+//!
+//! The kernels stay thread-agnostic: the caller supplies an [`Executor`] that runs
+//! `n` independent tasks (inline, or on a pool). Work is cut along output rows and
+//! panels only, and every output element is computed by exactly one task with the
+//! same instruction sequence as a single-threaded call, so results are bit-identical
+//! for any number of tasks.
+
+mod pool;
+
+use core::ops::Range;
+
+pub use pool::SpinPool;
+
+use crate::attention::{self, AttentionArgs};
+use crate::gemm::{self, GemmArgs};
+use crate::{panels, Isa};
+
+/// Runs `tasks` independent closures `f(0) .. f(tasks-1)`, in any order, possibly
+/// concurrently, and returns when all are done.
+pub trait Executor {
+    /// How many tasks are worth creating (the number of threads).
+    fn width(&self) -> usize;
+    /// Runs `f(i)` for every `i < tasks`.
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync));
+}
+
+/// Runs everything on the calling thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Inline;
+
+impl Executor for Inline {
+    fn width(&self) -> usize {
+        1
+    }
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        (0..tasks).for_each(f);
+    }
+}
+
+/// Part `i` of `0..len` cut into `parts` nearly equal ranges whose boundaries are
+/// multiples of `align` (except the end).
+pub fn split_range(len: usize, parts: usize, align: usize, i: usize) -> Range<usize> {
+    let units = len.div_ceil(align);
+    let (base, extra) = (units / parts, units % parts);
+    let start = i * base + i.min(extra);
+    let end = start + base + usize::from(i < extra);
+    (start * align).min(len)..(end * align).min(len)
+}
+
+/// A raw output pointer that tasks may share because each writes a disjoint block.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32, usize);
+
+// SAFETY: only handed to tasks that write disjoint elements (argued at each use).
+unsafe impl Sync for SharedOut {}
+// SAFETY: as above.
+unsafe impl Send for SharedOut {}
+
+/// [`gemm::gemm`] split over `exec`'s threads: by panels when there are enough of
+/// them, else by rows. Bit-identical to the single-threaded call.
+pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
+    let threads = exec.width();
+    let np = panels(args.n);
+    if threads <= 1 || args.m == 0 || np == 0 || (np < 2 && args.m < 24) {
+        return gemm::gemm(isa, args, c);
+    }
+    if let Err(e) = args.check(c.len()) {
+        panic!("gemm called with inconsistent operands: {e}");
+    }
+    // Panels when each thread gets at least two (the widest tile), else rows in
+    // multiples of the tallest row tile.
+    let by_panels = np >= 2 * threads || args.m < 12 * threads;
+    let tasks = if by_panels {
+        threads.min(np)
+    } else {
+        threads.min(args.m.div_ceil(12))
+    };
+    let out = SharedOut(c.as_mut_ptr(), c.len());
+    exec.run(tasks, &|i| {
+        let (rows, cols) = if by_panels {
+            (0..args.m, split_range(np, tasks, 2, i))
+        } else {
+            (split_range(args.m, tasks, 12, i), 0..np)
+        };
+        let out = out;
+        // SAFETY: `out` is the exclusive borrow `c` (valid for `c.len()` floats, which
+        // `check` proved large enough). Tasks get disjoint row or panel ranges, so
+        // no element is touched by two tasks, and `c` outlives `exec.run`.
+        unsafe { gemm::gemm_block_raw(isa, args, out.0, out.1, rows, cols) };
+    });
+}
+
+/// [`attention::attention`] split over `exec`'s threads by query rows; `scratch` holds
+/// one [`attention::AttentionShape::scratch_len`] region per task
+/// ([`attention_scratch_len`]). Bit-identical to the single-threaded call.
+pub fn attention(
+    isa: Isa,
+    args: &AttentionArgs,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    exec: &dyn Executor,
+) {
+    let s = args.shape;
+    let per_task = s.scratch_len();
+    let tasks = exec.width().min(s.nq.div_ceil(attention::QB)).max(1);
+    if tasks <= 1 {
+        return attention::attention(isa, args, out, scratch);
+    }
+    let width = s.heads * s.val_dim;
+    assert!(
+        out.len() >= s.nq * width && scratch.len() >= tasks * per_task,
+        "parallel attention: output or scratch too small"
+    );
+    let out = SharedOut(out.as_mut_ptr(), s.nq * width);
+    let scratch = SharedOut(scratch.as_mut_ptr(), tasks * per_task);
+    exec.run(tasks, &|i| {
+        let rows = split_range(s.nq, tasks, attention::QB, i);
+        let (out, scratch) = (out, scratch);
+        // SAFETY: task `i` gets output rows `rows` (disjoint across tasks, inside the
+        // `nq * width` floats asserted above) and scratch region `i` (disjoint, inside
+        // `tasks * per_task`); both buffers are exclusive borrows that outlive `run`.
+        let (o, sc) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(out.0.add(rows.start * width), rows.len() * width),
+                core::slice::from_raw_parts_mut(scratch.0.add(i * per_task), per_task),
+            )
+        };
+        attention::attention_rows(isa, args, o, sc, rows);
+    });
+}
+
+/// Scratch floats [`attention`] needs for `threads` threads.
+pub fn attention_scratch_len(shape: &attention::AttentionShape, threads: usize) -> usize {
+    shape.scratch_len() * threads.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_range;
+
+    #[test]
+    fn split_range_covers_everything_once_with_aligned_cuts() {
+        for len in [0, 1, 5, 16, 49, 196, 1000] {
+            for parts in 1..5 {
+                for align in [1, 2, 4, 12] {
+                    let mut next = 0;
+                    for i in 0..parts {
+                        let r = split_range(len, parts, align, i);
+                        assert_eq!(r.start, next);
+                        assert!(r.start == len || r.start % align == 0);
+                        next = r.end;
+                    }
+                    assert_eq!(next, len);
+                }
+            }
+        }
+    }
+}
