@@ -100,6 +100,19 @@ pub enum Step {
     Tap(usize),
 }
 
+impl Step {
+    /// Multiply-accumulates of this step (GEMMs and the two attention matmuls).
+    pub fn macs(&self) -> u64 {
+        match self {
+            Step::Gemm { m, k, n, .. } => (m * k * n) as u64,
+            Step::Attention { shape, .. } => {
+                (shape.heads * shape.nq * shape.nk * (shape.key_dim + shape.val_dim)) as u64
+            }
+            _ => 0,
+        }
+    }
+}
+
 /// A named intermediate activation: `[rows, cols]` row-major in `buf`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tap {
@@ -122,6 +135,9 @@ pub struct Plan {
     pub dims: Dims,
     /// Kernel calls in order.
     pub steps: Vec<Step>,
+    /// A name per step (`stem.0.im2col`, `stages.1.blocks.0.attn.qkv`, ...): the
+    /// weights' prefix for GEMMs, `{attn}.core` for attention, for profiles.
+    pub labels: Vec<String>,
     /// Tensors the steps read, with their expected stored shapes.
     pub weights: Vec<TensorSpec>,
     /// Arena length in f32.
@@ -144,6 +160,7 @@ pub struct Plan {
 struct Builder<'w> {
     arena: ArenaPlanner,
     steps: Vec<PendingStep>,
+    labels: Vec<String>,
     weights: Vec<TensorSpec>,
     weight_index: HashMap<String, usize>,
     bias_tables: Vec<f32>,
@@ -204,7 +221,8 @@ impl<'w> Builder<'w> {
         self.arena.alloc(len, s)
     }
 
-    fn push(&mut self, step: PendingStep) {
+    fn push(&mut self, label: String, step: PendingStep) {
+        self.labels.push(label);
         let s = self.step();
         let used: Vec<BufId> = match &step {
             PendingStep::Im2col { src, cols, .. } => src.iter().copied().chain([*cols]).collect(),
@@ -241,19 +259,22 @@ impl<'w> Builder<'w> {
     ) -> Result<(), GraphError> {
         let weight = self.weight(format!("{prefix}.weight"))?;
         let bias = self.weight(format!("{prefix}.bias"))?;
-        self.push(PendingStep::Gemm {
-            a: x,
-            lda: k,
-            a_rows: rows,
-            m,
-            k,
-            n,
-            weight,
-            bias,
-            epilogue,
-            c: out,
-            ldc: n,
-        });
+        self.push(
+            prefix.to_string(),
+            PendingStep::Gemm {
+                a: x,
+                lda: k,
+                a_rows: rows,
+                m,
+                k,
+                n,
+                weight,
+                bias,
+                epilogue,
+                c: out,
+                ldc: n,
+            },
+        );
         Ok(())
     }
 
@@ -363,17 +384,20 @@ impl<'w> Builder<'w> {
         }
         let out = self.buf(shape.out_len());
         self.attention_scratch = self.attention_scratch.max(shape.scratch_len());
-        self.push(PendingStep::Attention {
-            shape,
-            q,
-            q_view,
-            kv,
-            k_view,
-            v_view,
-            bias,
-            act,
-            out,
-        });
+        self.push(
+            format!("{prefix}.core"),
+            PendingStep::Attention {
+                shape,
+                q,
+                q_view,
+                kv,
+                k_view,
+                v_view,
+                bias,
+                act,
+                out,
+            },
+        );
         Ok(out)
     }
 
@@ -413,7 +437,7 @@ impl<'w> Builder<'w> {
     fn tap(&mut self, name: String, buf: BufId, rows: usize, cols: usize) {
         self.taps.push((name, buf, rows, cols));
         let i = self.taps.len() - 1;
-        self.push(PendingStep::Tap(i));
+        self.push(format!("tap.{}", self.taps[i].0), PendingStep::Tap(i));
     }
 }
 
@@ -435,6 +459,7 @@ impl Plan {
         let mut b = Builder {
             arena: ArenaPlanner::default(),
             steps: Vec::new(),
+            labels: Vec::new(),
             weights,
             weight_index,
             bias_tables: Vec::new(),
@@ -459,12 +484,15 @@ impl Plan {
             } else {
                 ImageLayout::Hwc
             };
-            b.push(PendingStep::Im2col {
-                src: image,
-                layout,
-                geometry,
-                cols,
-            });
+            b.push(
+                format!("stem.{i}.im2col"),
+                PendingStep::Im2col {
+                    src: image,
+                    layout,
+                    geometry,
+                    cols,
+                },
+            );
             let m = geometry.hout() * geometry.wout();
             let out = b.buf(m * cout);
             let conv_act = if i < 3 { act } else { Activation::None };
@@ -525,12 +553,15 @@ impl Plan {
         let last = dims.stages.last().expect("at least one stage");
         let rows = last.resolution * last.resolution;
         let pooled = b.buf(last.dim);
-        b.push(PendingStep::MeanRows {
-            x,
-            rows,
-            cols: last.dim,
-            out: pooled,
-        });
+        b.push(
+            "head.pool".to_string(),
+            PendingStep::MeanRows {
+                x,
+                rows,
+                cols: last.dim,
+                out: pooled,
+            },
+        );
         let logits = b.buf(dims.num_classes);
         b.linear(
             "head",
@@ -634,6 +665,7 @@ impl Plan {
             },
             dims,
             steps,
+            labels: b.labels,
             weights: b.weights,
             arena_len,
             bias_tables: b.bias_tables,
@@ -646,15 +678,6 @@ impl Plan {
 
     /// Multiply-accumulates per image (convs, linears, both attention matmuls).
     pub fn macs(&self) -> u64 {
-        self.steps
-            .iter()
-            .map(|s| match s {
-                Step::Gemm { m, k, n, .. } => (m * k * n) as u64,
-                Step::Attention { shape, .. } => {
-                    (shape.heads * shape.nq * shape.nk * (shape.key_dim + shape.val_dim)) as u64
-                }
-                _ => 0,
-            })
-            .sum()
+        self.steps.iter().map(Step::macs).sum()
     }
 }

@@ -93,6 +93,29 @@ impl Engine {
     /// Like [`Engine::infer`], calling `tracer` with each named intermediate
     /// (`stem`, `stage0`, ...: `[tokens, channels]` row-major) as it completes.
     pub fn infer_traced(&mut self, input: &[f32], tracer: Option<run::Tracer>) -> Result<&[f32]> {
+        self.infer_inner(input, tracer, None)
+    }
+
+    /// Like [`Engine::infer`], adding each step's wall time in nanoseconds to
+    /// `step_nanos[i]` (one entry per step of the plan; names in `Plan::labels`).
+    /// For profiles; allocates nothing.
+    pub fn infer_profiled(&mut self, input: &[f32], step_nanos: &mut [u64]) -> Result<&[f32]> {
+        let steps = self.model.plan.steps.len();
+        if step_nanos.len() < steps {
+            return Err(Error::OutputLength {
+                expected: steps,
+                found: step_nanos.len(),
+            });
+        }
+        self.infer_inner(input, None, Some(step_nanos))
+    }
+
+    fn infer_inner(
+        &mut self,
+        input: &[f32],
+        tracer: Option<run::Tracer>,
+        profile: Option<&mut [u64]>,
+    ) -> Result<&[f32]> {
         let expected = self.model.input_len();
         if input.len() != expected {
             let c = &self.model.plan.config;
@@ -108,8 +131,8 @@ impl Engine {
             self.scratch.as_mut_slice(),
         );
         match &self.pool {
-            None => run::run(model, input, arena, scratch, &Inline, tracer),
-            Some(pool) => run::run(model, input, arena, scratch, pool, tracer),
+            None => run::run(model, input, arena, scratch, &Inline, tracer, profile),
+            Some(pool) => run::run(model, input, arena, scratch, pool, tracer, profile),
         }
         let out = self.model.plan.output;
         Ok(&self.arena.as_slice()[out.offset..out.end()])

@@ -24,5 +24,10 @@ pub use engine::{Engine, EngineOptions};
 pub use error::{Error, FormatError, GraphError, IsaError, Result};
 pub use levit_format::LoadMode;
 pub use levit_graph::{Config, Tap};
+
+/// The execution plan types (steps, labels, shapes), for profilers and tools.
+pub mod graph {
+    pub use levit_graph::{Plan, Step};
+}
 pub use levit_kernels::Isa;
 pub use model::{Model, ModelOptions};

@@ -52,10 +52,12 @@ pub(crate) fn run(
     scratch: &mut [f32],
     exec: &dyn Executor,
     mut tracer: Option<Tracer>,
+    mut profile: Option<&mut [u64]>,
 ) {
     let plan = &model.plan;
     let isa = model.isa;
-    for step in &plan.steps {
+    for (index, step) in plan.steps.iter().enumerate() {
+        let started = profile.as_ref().map(|_| std::time::Instant::now());
         match step {
             Step::Im2col {
                 src,
@@ -119,6 +121,9 @@ pub(crate) fn run(
                     t(tap, &arena[tap.buf.offset..][..tap.rows * tap.cols]);
                 }
             }
+        }
+        if let (Some(times), Some(t)) = (profile.as_deref_mut(), started) {
+            times[index] += t.elapsed().as_nanos() as u64;
         }
     }
 }
