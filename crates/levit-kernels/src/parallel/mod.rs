@@ -52,6 +52,14 @@ pub fn split_range(len: usize, parts: usize, align: usize, i: usize) -> Range<us
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32, usize);
 
+impl SharedOut {
+    /// The pointer and length. A method (not field access) so closures capture the
+    /// whole `Sync` wrapper rather than the bare pointer.
+    fn get(&self) -> (*mut f32, usize) {
+        (self.0, self.1)
+    }
+}
+
 // SAFETY: only handed to tasks that write disjoint elements (argued at each use).
 unsafe impl Sync for SharedOut {}
 // SAFETY: as above.
@@ -83,11 +91,11 @@ pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
         } else {
             (split_range(args.m, tasks, 12, i), 0..np)
         };
-        let out = out;
+        let (ptr, len) = out.get();
         // SAFETY: `out` is the exclusive borrow `c` (valid for `c.len()` floats, which
         // `check` proved large enough). Tasks get disjoint row or panel ranges, so
         // no element is touched by two tasks, and `c` outlives `exec.run`.
-        unsafe { gemm::gemm_block_raw(isa, args, out.0, out.1, rows, cols) };
+        unsafe { gemm::gemm_block_raw(isa, args, ptr, len, rows, cols) };
     });
 }
 
@@ -116,14 +124,14 @@ pub fn attention(
     let scratch = SharedOut(scratch.as_mut_ptr(), tasks * per_task);
     exec.run(tasks, &|i| {
         let rows = split_range(s.nq, tasks, attention::QB, i);
-        let (out, scratch) = (out, scratch);
+        let ((out, _), (scratch, _)) = (out.get(), scratch.get());
         // SAFETY: task `i` gets output rows `rows` (disjoint across tasks, inside the
         // `nq * width` floats asserted above) and scratch region `i` (disjoint, inside
         // `tasks * per_task`); both buffers are exclusive borrows that outlive `run`.
         let (o, sc) = unsafe {
             (
-                core::slice::from_raw_parts_mut(out.0.add(rows.start * width), rows.len() * width),
-                core::slice::from_raw_parts_mut(scratch.0.add(i * per_task), per_task),
+                core::slice::from_raw_parts_mut(out.add(rows.start * width), rows.len() * width),
+                core::slice::from_raw_parts_mut(scratch.add(i * per_task), per_task),
             )
         };
         attention::attention_rows(isa, args, o, sc, rows);
@@ -148,7 +156,7 @@ mod tests {
                     for i in 0..parts {
                         let r = split_range(len, parts, align, i);
                         assert_eq!(r.start, next);
-                        assert!(r.start == len || r.start % align == 0);
+                        assert!(r.start == len || r.start.is_multiple_of(align));
                         next = r.end;
                     }
                     assert_eq!(next, len);
