@@ -14,6 +14,16 @@ pub enum GraphError {
         /// Why.
         reason: String,
     },
+    /// The config asks for more memory at load (gathered attention-bias tables plus the
+    /// activation arena) than [`crate::MAX_PLAN_BYTES`]: a corrupted or hostile file
+    /// must not make a small file allocate gigabytes.
+    #[error("model config needs {needed_mib} MiB of activations and attention-bias tables, over the {limit_mib} MiB limit (img_size, depth and num_heads set it)")]
+    TooLarge {
+        /// MiB the plan would need.
+        needed_mib: u64,
+        /// The limit in MiB.
+        limit_mib: u64,
+    },
     /// A tensor needed by the plan was not provided.
     #[error("missing tensor `{0}`")]
     MissingTensor(String),

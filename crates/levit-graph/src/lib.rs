@@ -13,5 +13,5 @@ mod tensors;
 pub use arena::BufRange;
 pub use config::{ActKind, AttnDims, Config, Dims, StageDims};
 pub use error::GraphError;
-pub use plan::{ImageSource, Plan, Step, Tap, WeightId};
+pub use plan::{ImageSource, Plan, Step, Tap, WeightId, MAX_PLAN_BYTES};
 pub use tensors::{tensor_specs, TensorSpec};

@@ -12,6 +12,36 @@ use crate::arena::{ArenaPlanner, BufId, BufRange};
 use crate::tensors::tensor_specs;
 use crate::{bias, AttnDims, Config, Dims, GraphError, TensorSpec};
 
+/// Most bytes a plan may need beyond the weight file: gathered attention-bias tables
+/// (allocated at load) plus the activation arena (allocated per engine). Both grow with
+/// the config alone (a bias table is `nq` times its stored size), so without a bound a
+/// file of a few hundred KB could ask for hundreds of GB. 4 GiB admits every timm config
+/// up to `img_size` 1024 (LeViT-384 at 1024 needs about 2 GB of bias tables).
+pub const MAX_PLAN_BYTES: u64 = 4 << 30;
+
+fn check_plan_bytes(floats: u64) -> Result<(), GraphError> {
+    let bytes = floats.saturating_mul(4);
+    if bytes > MAX_PLAN_BYTES {
+        return Err(GraphError::TooLarge {
+            needed_mib: bytes.div_ceil(1 << 20),
+            limit_mib: MAX_PLAN_BYTES >> 20,
+        });
+    }
+    Ok(())
+}
+
+/// Floats of all gathered bias tables `[heads][nq][nk]` of a model.
+fn bias_floats(dims: &Dims) -> u64 {
+    let table = |a: &AttnDims| (a.heads as u64) * (a.nq() as u64) * (a.nk() as u64);
+    dims.stages
+        .iter()
+        .map(|s| {
+            let down = s.downsample.as_ref().map_or(0, |(a, _)| table(a));
+            down.saturating_add((s.depth as u64).saturating_mul(table(&s.attn)))
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
 /// Index into [`Plan::weights`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightId(pub usize);
@@ -449,6 +479,9 @@ impl Plan {
         lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
     ) -> Result<Plan, GraphError> {
         let dims = config.dims()?;
+        // Checked before anything is gathered or allocated.
+        let bias_len = bias_floats(&dims);
+        check_plan_bytes(bias_len)?;
         let weights = tensor_specs(&dims);
         let weight_index = weights
             .iter()
@@ -575,6 +608,7 @@ impl Plan {
         )?;
 
         let (ranges, arena_len) = b.arena.pack();
+        check_plan_bytes(bias_len.saturating_add(arena_len as u64))?;
         let r = |id: BufId| ranges[id.0];
         let steps = b
             .steps
