@@ -85,10 +85,10 @@ impl WeightFile {
         }
         let file = File::open(path).map_err(io)?;
         let bytes = match options.mode {
-            // SAFETY: the map is read-only and we never create a `&mut` into it. The
-            // remaining risk, another process truncating the file while mapped, is
-            // documented on `LoadMode::Mmap`; `LoadMode::Owned` avoids it.
             LoadMode::Mmap if meta.len() > 0 => {
+                // SAFETY: the map is read-only and we never create a `&mut` into it. The
+                // remaining risk, another process truncating the file while mapped, is
+                // documented on `LoadMode::Mmap`; `LoadMode::Owned` avoids it.
                 StorageBytes::Mapped(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?)
             }
             _ => StorageBytes::read_from(&file, meta.len() as usize).map_err(io)?,

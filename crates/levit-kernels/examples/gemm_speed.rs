@@ -95,16 +95,16 @@ fn main() {
         let iters = 1_000_000;
         if Isa::Avx512.is_supported() {
             let f = 24.0 * 16.0 * 2.0 * iters as f64;
-            // SAFETY: AVX-512F + FMA checked just above.
             let g = time(f, budget, || {
+                // SAFETY: AVX-512F + FMA checked just above.
                 black_box(unsafe { peak::avx512(black_box(iters)) });
             });
             println!("peak  avx512 FMA loop: {g:7.1} GFLOP/s");
         }
         if Isa::Avx2.is_supported() {
             let f = 12.0 * 8.0 * 2.0 * iters as f64;
-            // SAFETY: AVX2 + FMA checked by is_supported.
             let g = time(f, budget, || {
+                // SAFETY: AVX2 + FMA checked by is_supported.
                 black_box(unsafe { peak::avx2(black_box(iters)) });
             });
             println!("peak  avx2   FMA loop: {g:7.1} GFLOP/s");

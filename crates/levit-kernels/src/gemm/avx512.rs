@@ -116,9 +116,9 @@ macro_rules! tile_fn {
             let mut bias = [_mm512_setzero_ps(); $np];
             for p in 0..$np {
                 masks[p] = mask(t.cols.saturating_sub(p * 16).min(16));
+                let panel_bias = t.bias.wrapping_add(p * 16);
                 // SAFETY: the mask covers only columns < cols, which `t.bias` holds.
-                bias[p] =
-                    unsafe { _mm512_maskz_loadu_ps(masks[p], t.bias.wrapping_add(p * 16)) };
+                bias[p] = unsafe { _mm512_maskz_loadu_ps(masks[p], panel_bias) };
             }
             let act = match t.epilogue {
                 Epilogue::BiasAct(act) => Some(act),

@@ -21,13 +21,16 @@ pub(crate) const NP: usize = 1;
 /// `t` must satisfy [`Tile`]'s contract with `1 <= mr <= MR`, `np == 1`.
 pub(crate) unsafe fn run_tile(mr: usize, np: usize, t: &Tile) {
     debug_assert_eq!(np, 1);
-    // SAFETY (all arms): forwarded from this function's contract.
-    match mr {
-        1 => unsafe { tile::<1>(t) },
-        2 => unsafe { tile::<2>(t) },
-        3 => unsafe { tile::<3>(t) },
-        4 => unsafe { tile::<4>(t) },
-        _ => unreachable!("tile {mr}x{np}"),
+    // SAFETY: forwarded from this function's contract (`t` meets `Tile`'s, and the
+    // match picks the tile height `mr`).
+    unsafe {
+        match mr {
+            1 => tile::<1>(t),
+            2 => tile::<2>(t),
+            3 => tile::<3>(t),
+            4 => tile::<4>(t),
+            _ => unreachable!("tile {mr}x{np}"),
+        }
     }
 }
 
