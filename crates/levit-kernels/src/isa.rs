@@ -42,9 +42,20 @@ impl Isa {
         }
     }
 
-    /// The paths this CPU supports, best first (what tests loop over).
+    /// The paths tests and benchmarks loop over: every path this CPU supports, best
+    /// first; or, when `LEVIT_ISA` is set, only the path it names (so that
+    /// `LEVIT_ISA=avx2 cargo test` tests that path alone, as `.ci/valgrind.sh` does).
+    ///
+    /// # Panics
+    /// If `LEVIT_ISA` names an unknown path or one this CPU lacks: a forced run must
+    /// not silently test another path, or none.
     pub fn supported() -> Vec<Isa> {
-        Isa::ALL.into_iter().filter(|i| i.is_supported()).collect()
+        match std::env::var(ISA_ENV) {
+            Ok(name) if !name.trim().is_empty() => {
+                vec![Isa::from_env().unwrap_or_else(|e| panic!("{ISA_ENV}={name}: {e}"))]
+            }
+            _ => Isa::ALL.into_iter().filter(|i| i.is_supported()).collect(),
+        }
     }
 
     /// The best supported path.
