@@ -185,6 +185,7 @@ pub struct Report {
 pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
     let options = ModelOptions {
         isa: Some(isa),
+        verify_checksums: true,
         ..ModelOptions::default()
     };
     let loaded = Arc::new(

@@ -15,16 +15,26 @@ pub fn bias_index(r_in: usize, r_out: usize, q: usize, k: usize) -> usize {
 }
 
 /// Gathers `table` (`[heads][row_stride]`, first `r_in²` columns used) into
-/// `out` = `[heads][nq][nk]`.
+/// `out` = `[heads][nq][nk]`. Same result as [`bias_index`] per element, without a
+/// division per element (load time matters: LeViT-384 gathers 1.2 M values).
 pub fn gather(a: &AttnDims, table: &[f32], row_stride: usize, out: &mut [f32]) {
-    let (nq, nk) = (a.nq(), a.nk());
+    let (nq, nk, r_in) = (a.nq(), a.nk(), a.r_in);
+    let stride = if a.r_in == a.r_out { 1 } else { 2 };
     assert!(out.len() >= a.heads * nq * nk && table.len() >= a.heads * row_stride);
     for h in 0..a.heads {
         let row = &table[h * row_stride..][..nk];
         for q in 0..nq {
+            let (qy, qx) = (q / a.r_out * stride, q % a.r_out * stride);
             let dst = &mut out[(h * nq + q) * nk..][..nk];
-            for (k, d) in dst.iter_mut().enumerate() {
-                *d = row[bias_index(a.r_in, a.r_out, q, k)];
+            for (ky, dst) in dst.chunks_exact_mut(r_in).enumerate() {
+                // Along kx the index is base + |qx - kx|: a reversed run up to qx, then
+                // an ascending run (qx <= r_in - 1 for both attention kinds).
+                let src = &row[qy.abs_diff(ky) * r_in..][..r_in];
+                let (left, right) = dst.split_at_mut(qx + 1);
+                for (d, v) in left.iter_mut().zip(src[..=qx].iter().rev()) {
+                    *d = *v;
+                }
+                right.copy_from_slice(&src[1..r_in - qx]);
             }
         }
     }
@@ -60,6 +70,33 @@ mod tests {
         // Reference §3.3: AS 7->4, query 1 = (0,1) -> input (0,2).
         let row: Vec<usize> = (0..14).map(|k| bias_index(7, 4, 1, k)).collect();
         assert_eq!(row, vec![2, 1, 0, 1, 2, 3, 4, 9, 8, 7, 8, 9, 10, 11]);
+    }
+
+    #[test]
+    fn gather_agrees_with_bias_index() {
+        for (r_in, r_out) in [(14, 14), (14, 7), (7, 4), (4, 4), (5, 3)] {
+            let a = AttnDims {
+                heads: 2,
+                key_dim: 1,
+                val_dim: 1,
+                r_in,
+                r_out,
+                dim_in: 1,
+                dim_out: 1,
+            };
+            let stride = r_in * r_in + 3;
+            let table: Vec<f32> = (0..2 * stride).map(|i| i as f32).collect();
+            let mut out = vec![0.0; 2 * a.nq() * a.nk()];
+            gather(&a, &table, stride, &mut out);
+            for h in 0..2 {
+                for q in 0..a.nq() {
+                    for k in 0..a.nk() {
+                        let want = table[h * stride + bias_index(r_in, r_out, q, k)];
+                        assert_eq!(out[(h * a.nq() + q) * a.nk() + k], want);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
