@@ -20,6 +20,12 @@ mod run;
 pub mod synth;
 pub use run::Tracer;
 
+/// Image decoding and timm's eval preprocessing (cargo feature `preprocess`).
+#[cfg(feature = "preprocess")]
+pub mod preprocess;
+#[cfg(feature = "preprocess")]
+pub use preprocess::{preprocess, preprocess_into, Preprocess, PreprocessError};
+
 pub use engine::{Engine, EngineOptions};
 pub use error::{Error, FormatError, GraphError, IsaError, Result};
 pub use levit_format::LoadMode;
