@@ -43,6 +43,36 @@ fn gemm_args<'a>(model: &'a Model, step: &Step, a: &'a [f32]) -> Option<GemmArgs
     })
 }
 
+fn attention_args<'a>(
+    model: &'a Model,
+    step: &Step,
+    q: &'a [f32],
+    kv: &'a [f32],
+) -> Option<AttentionArgs<'a>> {
+    let Step::Attention {
+        shape,
+        q_view,
+        k_view,
+        v_view,
+        bias,
+        act,
+        ..
+    } = step
+    else {
+        return None;
+    };
+    Some(AttentionArgs {
+        shape: *shape,
+        q,
+        q_view: *q_view,
+        kv,
+        k_view: *k_view,
+        v_view: *v_view,
+        bias: model.plan.bias_tables.get(bias.clone())?,
+        act: *act,
+    })
+}
+
 /// Runs every step of `model` on one image, writing into `arena`. Kernels split their
 /// output over `exec`'s threads; `scratch` holds one attention scratch per thread.
 pub(crate) fn run(
@@ -78,29 +108,9 @@ pub(crate) fn run(
                 let args = gemm_args(model, step, a).expect("gemm step");
                 parallel::gemm(isa, &args, c, exec);
             }
-            Step::Attention {
-                shape,
-                q,
-                q_view,
-                kv,
-                k_view,
-                v_view,
-                bias,
-                act,
-                out,
-            } => {
-                let bias = &plan.bias_tables[bias.clone()];
+            Step::Attention { q, kv, out, .. } => {
                 let mut run = |q: &[f32], kv: &[f32], out: &mut [f32]| {
-                    let args = AttentionArgs {
-                        shape: *shape,
-                        q,
-                        q_view: *q_view,
-                        kv,
-                        k_view: *k_view,
-                        v_view: *v_view,
-                        bias,
-                        act: *act,
-                    };
+                    let args = attention_args(model, step, q, kv).expect("attention step");
                     parallel::attention(isa, &args, out, scratch, exec);
                 };
                 if q == kv {
@@ -169,17 +179,7 @@ pub(crate) fn check_plan(model: &Model) -> Result<()> {
                 let args = gemm_args(model, step, &zeros[..a.len]).expect("gemm step");
                 args.check(c.len).map_err(|e| fail(i, e))?;
             }
-            Step::Attention {
-                shape,
-                q,
-                q_view,
-                kv,
-                k_view,
-                v_view,
-                bias,
-                act,
-                out,
-            } => {
+            Step::Attention { q, kv, out, .. } => {
                 for r in [q, kv, out] {
                     if !in_arena(r) {
                         return Err(fail(i, "attention buffer outside arena".into()));
@@ -188,19 +188,8 @@ pub(crate) fn check_plan(model: &Model) -> Result<()> {
                 if out.overlaps(kv) || out.overlaps(q) {
                     return Err(fail(i, "attention buffers overlap".into()));
                 }
-                if bias.end > plan.bias_tables.len() {
-                    return Err(fail(i, "bias table out of range".into()));
-                }
-                let args = AttentionArgs {
-                    shape: *shape,
-                    q: &zeros[..q.len],
-                    q_view: *q_view,
-                    kv: &zeros[..kv.len],
-                    k_view: *k_view,
-                    v_view: *v_view,
-                    bias: &plan.bias_tables[bias.clone()],
-                    act: *act,
-                };
+                let args = attention_args(model, step, &zeros[..q.len], &zeros[..kv.len])
+                    .ok_or_else(|| fail(i, "bias table out of range".into()))?;
                 args.check(out.len, plan.attention_scratch)
                     .map_err(|e| fail(i, e))?;
             }
