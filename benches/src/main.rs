@@ -77,7 +77,7 @@ fn print_profile(engine: &mut Engine, image: &[f32], iters: usize) -> Result<()>
     let mut kinds = [
         ("gemm", 0.0f64, 0u64),
         ("attention", 0.0, 0),
-        ("im2col", 0.0, 0),
+        ("stem conv", 0.0, 0),
         ("other", 0.0, 0),
     ];
     for ((step, label), ns) in plan.steps.iter().zip(&plan.labels).zip(&nanos) {
@@ -85,7 +85,7 @@ fn print_profile(engine: &mut Engine, image: &[f32], iters: usize) -> Result<()>
         let kind = match step {
             levit::graph::Step::Gemm { .. } => 0,
             levit::graph::Step::Attention { .. } => 1,
-            levit::graph::Step::Im2col { .. } => 2,
+            levit::graph::Step::Conv { .. } => 2,
             _ => 3,
         };
         kinds[kind].1 += ms;
@@ -218,6 +218,7 @@ fn main() -> Result<()> {
             "first_ms": first_ms, "images_per_s": 1e3 / median,
             "gmac": gmacs, "gmac_per_s": gmacs / (median / 1e3),
             "load_ms": load_s * 1e3, "peak_rss_bytes": rss,
+            "arena_bytes": model.plan().arena_len * 4, "file_bytes": model.file().file_len(),
         });
         println!("{v}");
     } else {
@@ -239,7 +240,14 @@ fn main() -> Result<()> {
             gmacs / (median / 1e3)
         );
         if let Some(rss) = rss {
-            println!("peak RSS   {:.1} MiB", rss as f64 / (1 << 20) as f64);
+            let mib = |b: usize| b as f64 / (1 << 20) as f64;
+            println!(
+                "memory     peak RSS {:.1} MiB   (weight file {:.1} MiB, arena {:.1} MiB, bias tables {:.1} MiB)",
+                mib(rss as usize),
+                mib(model.file().file_len()),
+                mib(model.plan().arena_len * 4),
+                mib(model.plan().bias_tables.len() * 4)
+            );
         }
         if args.profile {
             print_profile(&mut engine, &image, args.iters)?;

@@ -42,6 +42,10 @@ fn bias_floats(dims: &Dims) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
+/// Target size of a conv block's column matrix, in floats (384 KiB: with the conv's
+/// weights it stays in a 1 MiB L2, and it keeps the arena small).
+const CONV_BLOCK_FLOATS: usize = 96 * 1024;
+
 /// Index into [`Plan::weights`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightId(pub usize);
@@ -58,16 +62,30 @@ pub enum ImageSource {
 /// One kernel call. Every range and shape was validated when the plan was built.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
-    /// 3x3 stride-2 im2col into `cols`.
-    Im2col {
+    /// A 3x3 stride-2 pad-1 convolution, run in blocks of `block_rows` output image
+    /// rows: im2col of the block into `cols` (cache-sized), then a GEMM with the packed
+    /// weights into the block's rows of `out` (`[hout*wout, cout]`, channels-last).
+    Conv {
         /// Image.
         src: ImageSource,
         /// Its layout.
         layout: ImageLayout,
         /// Its geometry.
         geometry: ConvGeometry,
-        /// Column matrix.
+        /// Output image rows per block.
+        block_rows: usize,
+        /// Column matrix of one block (`block_rows * wout * 9*cin`).
         cols: BufRange,
+        /// Packed weight `[9*cin, cout]`.
+        weight: WeightId,
+        /// Bias.
+        bias: WeightId,
+        /// Epilogue.
+        epilogue: Epilogue,
+        /// Output channels.
+        cout: usize,
+        /// Output `[hout*wout, cout]`.
+        out: BufRange,
     },
     /// `c = epilogue(a · weight + bias)`.
     Gemm {
@@ -135,6 +153,9 @@ impl Step {
     pub fn macs(&self) -> u64 {
         match self {
             Step::Gemm { m, k, n, .. } => (m * k * n) as u64,
+            Step::Conv { geometry, cout, .. } => {
+                (geometry.hout() * geometry.wout() * geometry.k() * cout) as u64
+            }
             Step::Attention { shape, .. } => {
                 (shape.heads * shape.nq * shape.nk * (shape.key_dim + shape.val_dim)) as u64
             }
@@ -202,11 +223,17 @@ struct Builder<'w> {
 
 /// Buffers named by id until the arena is packed.
 enum PendingStep {
-    Im2col {
+    Conv {
         src: Option<BufId>,
         layout: ImageLayout,
         geometry: ConvGeometry,
+        block_rows: usize,
         cols: BufId,
+        weight: WeightId,
+        bias: WeightId,
+        epilogue: Epilogue,
+        cout: usize,
+        out: BufId,
     },
     Gemm {
         a: BufId,
@@ -255,7 +282,9 @@ impl<'w> Builder<'w> {
         self.labels.push(label);
         let s = self.step();
         let used: Vec<BufId> = match &step {
-            PendingStep::Im2col { src, cols, .. } => src.iter().copied().chain([*cols]).collect(),
+            PendingStep::Conv { src, cols, out, .. } => {
+                src.iter().copied().chain([*cols, *out]).collect()
+            }
             PendingStep::Gemm { a, c, .. } => vec![*a, *c],
             PendingStep::Attention { q, kv, out, .. } => vec![*q, *kv, *out],
             PendingStep::MeanRows { x, out, .. } => vec![*x, *out],
@@ -502,8 +531,8 @@ impl Plan {
             lookup,
         };
 
-        // Stem: four 3x3 stride-2 convs as im2col + GEMM; the last one's HWC output is
-        // the token matrix `[R0², E0]`.
+        // Stem: four 3x3 stride-2 convs as blocked im2col + GEMM; the last one's HWC
+        // output is the token matrix `[R0², E0]`.
         let mut image: Option<BufId> = None;
         for (i, &(cin, cout, side)) in dims.stem.iter().enumerate() {
             let geometry = ConvGeometry {
@@ -511,34 +540,29 @@ impl Plan {
                 hin: side,
                 win: side,
             };
-            let cols = b.buf(geometry.cols_len());
+            let row_floats = (geometry.wout() * geometry.k()).max(1);
+            let block_rows = (CONV_BLOCK_FLOATS / row_floats).clamp(1, geometry.hout().max(1));
+            let cols = b.buf(block_rows * row_floats);
+            let out = b.buf(geometry.hout() * geometry.wout() * cout);
             let layout = if image.is_none() {
                 ImageLayout::Chw
             } else {
                 ImageLayout::Hwc
             };
-            b.push(
-                format!("stem.{i}.im2col"),
-                PendingStep::Im2col {
-                    src: image,
-                    layout,
-                    geometry,
-                    cols,
-                },
-            );
-            let m = geometry.hout() * geometry.wout();
-            let out = b.buf(m * cout);
             let conv_act = if i < 3 { act } else { Activation::None };
-            b.linear(
-                &format!("stem.{i}"),
+            let step = PendingStep::Conv {
+                src: image,
+                layout,
+                geometry,
+                block_rows,
                 cols,
-                None,
-                m,
-                geometry.k(),
+                weight: b.weight(format!("stem.{i}.weight"))?,
+                bias: b.weight(format!("stem.{i}.bias"))?,
+                epilogue: Epilogue::BiasAct(conv_act),
                 cout,
-                Epilogue::BiasAct(conv_act),
                 out,
-            )?;
+            };
+            b.push(format!("stem.{i}"), step);
             image = Some(out);
         }
         let mut x = image.expect("four stem convs");
@@ -614,16 +638,28 @@ impl Plan {
             .steps
             .into_iter()
             .map(|s| match s {
-                PendingStep::Im2col {
+                PendingStep::Conv {
                     src,
                     layout,
                     geometry,
+                    block_rows,
                     cols,
-                } => Step::Im2col {
+                    weight,
+                    bias,
+                    epilogue,
+                    cout,
+                    out,
+                } => Step::Conv {
                     src: src.map_or(ImageSource::Input, |id| ImageSource::Arena(r(id))),
                     layout,
                     geometry,
+                    block_rows,
                     cols: r(cols),
+                    weight,
+                    bias,
+                    epilogue,
+                    cout,
+                    out: r(out),
                 },
                 PendingStep::Gemm {
                     a,

@@ -1,8 +1,10 @@
 //! Executing a plan: one `match` per step over views of the arena. No allocation.
 
+use std::ops::Range;
+
 use levit_graph::{BufRange, ImageSource, Step, Tap};
 use levit_kernels::attention::AttentionArgs;
-use levit_kernels::conv::{self, ImageLayout};
+use levit_kernels::conv;
 use levit_kernels::gemm::GemmArgs;
 use levit_kernels::parallel::{self, Executor};
 use levit_kernels::reduce;
@@ -41,6 +43,84 @@ fn gemm_args<'a>(model: &'a Model, step: &Step, a: &'a [f32]) -> Option<GemmArgs
         ldc: *ldc,
         epilogue: *epilogue,
     })
+}
+
+/// Output image rows of each block of a conv step.
+fn conv_blocks(step: &Step) -> impl Iterator<Item = Range<usize>> {
+    let (hout, block) = match step {
+        Step::Conv {
+            geometry,
+            block_rows,
+            ..
+        } => (geometry.hout(), (*block_rows).max(1)),
+        _ => (0, 1),
+    };
+    (0..hout)
+        .step_by(block)
+        .map(move |start| start..(start + block).min(hout))
+}
+
+/// The GEMM of one conv block: its column matrix times the packed conv weights.
+fn conv_block_args<'a>(
+    model: &'a Model,
+    step: &Step,
+    rows: &Range<usize>,
+    cols: &'a [f32],
+) -> GemmArgs<'a> {
+    let Step::Conv {
+        geometry,
+        weight,
+        bias,
+        epilogue,
+        cout,
+        ..
+    } = step
+    else {
+        unreachable!("conv_block_args on a non-conv step");
+    };
+    GemmArgs {
+        m: rows.len() * geometry.wout(),
+        k: geometry.k(),
+        n: *cout,
+        a: cols,
+        lda: geometry.k(),
+        a_rows: None,
+        b: model.weight(*weight),
+        bias: model.weight(*bias),
+        ldc: *cout,
+        epilogue: *epilogue,
+    }
+}
+
+/// Output floats per image row of a conv step.
+fn conv_row_len(step: &Step) -> usize {
+    match step {
+        Step::Conv { geometry, cout, .. } => geometry.wout() * cout,
+        _ => 0,
+    }
+}
+
+/// Runs a conv step block by block: im2col of a few output rows, then their GEMM.
+fn conv(
+    model: &Model,
+    step: &Step,
+    image: &[f32],
+    cols: &mut [f32],
+    out: &mut [f32],
+    exec: &dyn Executor,
+) {
+    let Step::Conv {
+        layout, geometry, ..
+    } = step
+    else {
+        unreachable!("conv on a non-conv step");
+    };
+    let row_len = conv_row_len(step);
+    for rows in conv_blocks(step) {
+        conv::im2col_3x3_s2_rows(image, *layout, *geometry, rows.clone(), cols);
+        let args = conv_block_args(model, step, &rows, cols);
+        parallel::gemm(model.isa, &args, &mut out[rows.start * row_len..], exec);
+    }
 }
 
 fn attention_args<'a>(
@@ -89,18 +169,14 @@ pub(crate) fn run(
     for (index, step) in plan.steps.iter().enumerate() {
         let started = profile.as_ref().map(|_| std::time::Instant::now());
         match step {
-            Step::Im2col {
-                src,
-                layout,
-                geometry,
-                cols,
-            } => match src {
+            Step::Conv { src, cols, out, .. } => match src {
                 ImageSource::Input => {
-                    conv::im2col_3x3_s2(input, *layout, *geometry, &mut arena[range(cols)])
+                    let [cols, out] = disjoint(arena, [*cols, *out]);
+                    conv(model, step, input, cols, out, exec);
                 }
                 ImageSource::Arena(img) => {
-                    let [img, cols] = disjoint(arena, [*img, *cols]);
-                    conv::im2col_3x3_s2(img, ImageLayout::Hwc, *geometry, cols)
+                    let [img, cols, out] = disjoint(arena, [*img, *cols, *out]);
+                    conv(model, step, img, cols, out, exec);
                 }
             },
             Step::Gemm { a, c, .. } => {
@@ -138,10 +214,6 @@ pub(crate) fn run(
     }
 }
 
-fn range(r: &BufRange) -> std::ops::Range<usize> {
-    r.offset..r.end()
-}
-
 /// Checks once, at load, that every step's kernel arguments are in bounds for the real
 /// weights and arena, so `run` can never index out of range.
 pub(crate) fn check_plan(model: &Model) -> Result<()> {
@@ -154,22 +226,37 @@ pub(crate) fn check_plan(model: &Model) -> Result<()> {
     for (i, step) in plan.steps.iter().enumerate() {
         let in_arena = |r: &BufRange| r.end() <= zeros_len;
         match step {
-            Step::Im2col {
+            Step::Conv {
                 src,
                 geometry,
                 cols,
+                out,
                 ..
             } => {
                 let src_len = match src {
                     ImageSource::Input => plan.input_len,
-                    ImageSource::Arena(r) if in_arena(r) => r.len,
-                    ImageSource::Arena(_) => return Err(fail(i, "image outside arena".into())),
+                    ImageSource::Arena(r)
+                        if in_arena(r) && !r.overlaps(cols) && !r.overlaps(out) =>
+                    {
+                        r.len
+                    }
+                    ImageSource::Arena(_) => {
+                        return Err(fail(i, "conv image outside arena".into()))
+                    }
                 };
+                let block_rows = conv_blocks(step).next().map_or(0, |r| r.len());
                 if src_len < geometry.input_len()
                     || !in_arena(cols)
-                    || cols.len < geometry.cols_len()
+                    || !in_arena(out)
+                    || cols.overlaps(out)
+                    || cols.len < block_rows * geometry.wout() * geometry.k()
                 {
-                    return Err(fail(i, "im2col buffers too small".into()));
+                    return Err(fail(i, "conv buffers too small or overlapping".into()));
+                }
+                for rows in conv_blocks(step) {
+                    let args = conv_block_args(model, step, &rows, &zeros[..cols.len]);
+                    let c_len = out.len.saturating_sub(rows.start * conv_row_len(step));
+                    args.check(c_len).map_err(|e| fail(i, e))?;
                 }
             }
             Step::Gemm { a, c, .. } => {

@@ -62,25 +62,46 @@ impl ConvGeometry {
 /// # Panics
 /// If `input` or `cols` are shorter than the geometry needs (checked at plan time).
 pub fn im2col_3x3_s2(input: &[f32], layout: ImageLayout, g: ConvGeometry, cols: &mut [f32]) {
+    im2col_3x3_s2_rows(input, layout, g, 0..g.hout(), cols);
+}
+
+/// [`im2col_3x3_s2`] for output image rows `oy_rows` only: `cols` receives
+/// `oy_rows.len() * wout` column rows, so a convolution can run in cache-sized blocks.
+///
+/// # Panics
+/// If `input` or `cols` are too short, or `oy_rows` is not inside `0..hout`.
+pub fn im2col_3x3_s2_rows(
+    input: &[f32],
+    layout: ImageLayout,
+    g: ConvGeometry,
+    oy_rows: core::ops::Range<usize>,
+    cols: &mut [f32],
+) {
     assert!(input.len() >= g.input_len(), "im2col: input too short");
     assert!(
-        cols.len() >= g.cols_len(),
+        oy_rows.start <= oy_rows.end && oy_rows.end <= g.hout(),
+        "im2col: rows {oy_rows:?} outside 0..{}",
+        g.hout()
+    );
+    assert!(
+        cols.len() >= oy_rows.len() * g.wout() * g.k(),
         "im2col: column buffer too short"
     );
-    if g.cols_len() == 0 {
+    if oy_rows.is_empty() || g.cols_len() == 0 {
         return;
     }
     match layout {
-        ImageLayout::Hwc => im2col_hwc(input, g, cols),
-        ImageLayout::Chw => im2col_chw(input, g, cols),
+        ImageLayout::Hwc => im2col_hwc(input, g, oy_rows, cols),
+        ImageLayout::Chw => im2col_chw(input, g, oy_rows, cols),
     }
 }
 
-fn im2col_hwc(input: &[f32], g: ConvGeometry, cols: &mut [f32]) {
+fn im2col_hwc(input: &[f32], g: ConvGeometry, oy_rows: core::ops::Range<usize>, cols: &mut [f32]) {
     let (cin, k, wout) = (g.cin, g.k(), g.wout());
-    for oy in 0..g.hout() {
+    let first = oy_rows.start;
+    for oy in oy_rows {
         for ox in 0..wout {
-            let row = &mut cols[(oy * wout + ox) * k..][..k];
+            let row = &mut cols[((oy - first) * wout + ox) * k..][..k];
             for ky in 0..3 {
                 let iy = (oy * 2 + ky).wrapping_sub(1);
                 for kx in 0..3 {
@@ -98,12 +119,13 @@ fn im2col_hwc(input: &[f32], g: ConvGeometry, cols: &mut [f32]) {
     }
 }
 
-fn im2col_chw(input: &[f32], g: ConvGeometry, cols: &mut [f32]) {
+fn im2col_chw(input: &[f32], g: ConvGeometry, oy_rows: core::ops::Range<usize>, cols: &mut [f32]) {
     let (cin, k, wout, win) = (g.cin, g.k(), g.wout(), g.win);
     // 2*(wout-1) <= win-1 always; the right tap 2*ox+1 exists unless it is == win.
     let right_ok = |ox: usize| 2 * ox + 1 < win;
-    for oy in 0..g.hout() {
-        let out = &mut cols[oy * wout * k..][..wout * k];
+    let first = oy_rows.start;
+    for oy in oy_rows {
+        let out = &mut cols[(oy - first) * wout * k..][..wout * k];
         for ky in 0..3 {
             let iy = (oy * 2 + ky).wrapping_sub(1);
             if iy >= g.hin {
@@ -197,6 +219,34 @@ mod tests {
                         cols[g.cols_len()..].iter().all(|x| x.is_nan()),
                         "wrote past the end"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_blocks_reassemble_the_whole_matrix() {
+        for layout in [ImageLayout::Chw, ImageLayout::Hwc] {
+            let g = ConvGeometry {
+                cin: 3,
+                hin: 13,
+                win: 10,
+            };
+            let input: Vec<f32> = (0..g.input_len()).map(|i| i as f32 * 0.5).collect();
+            let want = naive(&input, layout, g);
+            let row = g.wout() * g.k();
+            for block in 1..=g.hout() {
+                let mut start = 0;
+                while start < g.hout() {
+                    let end = (start + block).min(g.hout());
+                    let mut cols = vec![f32::NAN; (end - start) * row];
+                    im2col_3x3_s2_rows(&input, layout, g, start..end, &mut cols);
+                    assert_eq!(
+                        &cols[..],
+                        &want[start * row..end * row],
+                        "{layout:?} {start}..{end}"
+                    );
+                    start = end;
                 }
             }
         }
