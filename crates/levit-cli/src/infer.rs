@@ -1,17 +1,33 @@
 //! `levit infer`: raw tensors in, logits out.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use levit::{Engine, Model, ModelOptions};
+use anyhow::{bail, Result};
+use levit::{Engine, ModelOptions};
 
+use crate::model::{self, LoadSettings};
 use crate::npy;
 
 /// Runs a model over `[N, C, H, W]` f32 images from `input`, writing `[N, classes]`
 /// logits to `output`.
 pub fn run(model_path: &Path, input: &Path, output: &Path, options: ModelOptions) -> Result<()> {
-    let model = Model::load_with(model_path, options)
-        .with_context(|| format!("cannot load model {}", model_path.display()))?;
+    let model =
+        levit::Model::load_with(model_path, options).map_err(|e| model::describe(model_path, e))?;
+    infer(model, input, output)
+}
+
+/// [`run`] with the command line's settings.
+pub fn command(
+    model_path: &Path,
+    input: &Path,
+    output: &Path,
+    settings: &LoadSettings,
+) -> Result<()> {
+    infer(model::load(model_path, settings)?, input, output)
+}
+
+fn infer(model: levit::Model, input: &Path, output: &Path) -> Result<()> {
     let config = model.config().clone();
     let x = npy::read_f32(input)?;
     let expected = [config.in_chans, config.img_size, config.img_size];
@@ -26,7 +42,7 @@ pub fn run(model_path: &Path, input: &Path, output: &Path, options: ModelOptions
         );
     }
     let images = x.shape[0];
-    let mut engine = Engine::new(std::sync::Arc::new(model));
+    let mut engine = Engine::new(Arc::new(model));
     let classes = config.num_classes;
     let mut logits = vec![0.0f32; images * classes];
     engine.infer_batch(&x.data, &mut logits)?;

@@ -1,5 +1,15 @@
-//! Library side of the `levit` program: `.npy` tensor I/O and the commands, so tests
-//! and tools can reuse them.
+//! Library side of the `levit` program: every command's logic, so tests and tools can
+//! call it without the binary. `main.rs` only parses arguments and prints errors.
+//!
+//! * [`classify`]: photos in, ImageNet classes out (parallel, one engine per worker);
+//! * [`info`]: what a model file holds and how it will run here;
+//! * [`infer`]: raw `.npy` tensors in and out;
+//! * [`labels`]: the built-in ImageNet-1k class names;
+//! * [`npy`]: f32 `.npy` reading and writing with clear errors.
 
+pub mod classify;
 pub mod infer;
+pub mod info;
+pub mod labels;
+pub mod model;
 pub mod npy;

@@ -1,66 +1,205 @@
-//! The `levit` command-line program.
+//! The `levit` command-line program: argument parsing and error printing only; the
+//! commands live in the `levit_cli` library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use levit::{Isa, ModelOptions};
+use clap::{Args, Parser, Subcommand};
+use levit_cli::model::LoadSettings;
+
+const EXIT_ERROR: u8 = 1;
 
 #[derive(Parser)]
 #[command(
     name = "levit",
     version,
-    about = "Run LeViT image classifiers on the CPU"
+    about = "Classify images with LeViT models on the CPU",
+    after_help = "Examples:\n  levit classify --model levit_128s.lvt cat.jpg photos/\n  levit info levit_128s.lvt\n  levit infer --model levit_128s.lvt --input x.npy --output logits.npy\n\nConvert a PyTorch checkpoint first: levit-weights convert model.safetensors -o levit_128s.lvt"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct ModelFlags {
+    /// Force a SIMD path: avx512, avx2 or portable (default: the best this CPU has,
+    /// or LEVIT_ISA).
+    #[arg(long, value_name = "PATH")]
+    isa: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run a model on raw tensors: [N,3,H,W] f32 .npy in, [N,classes] f32 .npy out.
-    #[command(
-        after_help = "Example:\n  levit infer --model levit_128s.lvt --input x.npy --output logits.npy"
-    )]
+    /// Classify JPEG, PNG and WebP images (files or directories) with ImageNet class names.
+    #[command(after_help = "\
+Preprocessing is timm's eval transform for LeViT, reproduced exactly: shorter side
+resized to 248 (bicubic, antialiased, as PIL), center crop 224, ImageNet mean/std.
+--crop-pct 0.875 gives the facebookresearch/LeViT setting (resize to 256). As in timm,
+alpha is dropped, grey is replicated, and EXIF orientation is ignored (--exif applies it).
+
+Directories are walked recursively for .jpg/.jpeg/.png/.webp files. Images run in
+parallel, one engine per worker thread. A file that cannot be read is reported on
+stderr and skipped. Results go to stdout in input order; with --json, one JSON object
+per line: {\"path\": ..., \"top\": [{\"class\", \"label\", \"synset\", \"probability\"}]}
+or {\"path\": ..., \"error\": ...}.
+
+Exit status: 0 all images classified, 3 some images failed (the rest were
+classified), 1 nothing could run (bad model, no images), 2 bad arguments.
+
+Examples:
+  levit classify --model levit_128s.lvt cat.jpg
+  levit classify --model levit_128s.lvt --top 3 --threads 4 ~/Pictures
+  levit classify --model levit_128s.lvt --json photos/ > results.jsonl
+  levit classify --model levit_128s.lvt --crop-pct 0.875 cat.jpg")]
+    Classify {
+        /// Model file written by `levit-weights convert`.
+        #[arg(long, value_name = "M.lvt")]
+        model: PathBuf,
+        /// Image files and directories.
+        #[arg(required = true, value_name = "IMAGE_OR_DIR")]
+        inputs: Vec<PathBuf>,
+        /// Classes to print per image.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+        top: u16,
+        /// Print one JSON object per image (JSON Lines) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Images processed in parallel (worker threads) [default: number of cores].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// Fraction of the resized image kept by the center crop: 0.9 is timm's LeViT
+        /// setting (resize 248, crop 224), 0.875 the facebookresearch one (256 -> 224).
+        #[arg(long, default_value_t = levit::preprocess::TIMM_CROP_PCT, value_name = "F")]
+        crop_pct: f64,
+        /// Rotate/flip images by their EXIF orientation first (timm does not).
+        #[arg(long)]
+        exif: bool,
+        /// Never show the progress bar (it is only shown when stderr is a terminal).
+        #[arg(long)]
+        no_progress: bool,
+        /// Verify every weight tensor's CRC-32 before running.
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        flags: ModelFlags,
+    },
+    /// Describe a model file: config, parameters, MACs, size, format, checksums, SIMD path.
+    #[command(after_help = "\
+Verifies every tensor's CRC-32 (exit status 1 if one does not match).
+
+Examples:
+  levit info levit_128s.lvt
+  levit info --json levit_128s.lvt")]
+    Info {
+        /// Model file.
+        #[arg(value_name = "M.lvt")]
+        model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        flags: ModelFlags,
+    },
+    /// Run a model on raw tensors: [N,3,H,W] f32 .npy in, [N,classes] f32 .npy logits out.
+    #[command(after_help = "\
+The input must already be preprocessed (normalized float32, NCHW). The output holds
+the logits (before softmax), one row per image.
+
+Example:
+  levit infer --model levit_128s.lvt --input x.npy --output logits.npy")]
     Infer {
         /// Model file written by `levit-weights convert`.
-        #[arg(long)]
+        #[arg(long, value_name = "M.lvt")]
         model: PathBuf,
         /// Input images, normalized, float32 [N, 3, H, W].
-        #[arg(long)]
+        #[arg(long, value_name = "X.npy")]
         input: PathBuf,
         /// Where to write the logits, float32 [N, classes].
-        #[arg(long)]
+        #[arg(long, value_name = "Y.npy")]
         output: PathBuf,
-        /// Force a SIMD path (avx512, avx2, portable).
-        #[arg(long)]
-        isa: Option<String>,
+        #[command(flatten)]
+        flags: ModelFlags,
     },
 }
 
 fn main() -> ExitCode {
+    // Errors are reported as one line; a panic would be a bug, but even then print one
+    // line rather than a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("levit: internal error (please report): {msg}");
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Classify {
+            model,
+            inputs,
+            top,
+            json,
+            threads,
+            crop_pct,
+            exif,
+            no_progress,
+            verify,
+            flags,
+        } => levit_cli::classify::command(&levit_cli::classify::Args {
+            model,
+            inputs,
+            top: top as usize,
+            json,
+            threads: threads.map(usize::from),
+            crop_pct,
+            exif,
+            progress: !no_progress,
+            load: LoadSettings {
+                isa: flags.isa,
+                verify_checksums: verify,
+            },
+        }),
+        Command::Info { model, json, flags } => (|| {
+            let settings = LoadSettings {
+                isa: flags.isa,
+                verify_checksums: false,
+            };
+            let info = levit_cli::info::gather(&model, &settings)?;
+            if json {
+                println!("{:#}", info.to_json(&model));
+            } else {
+                print!("{}", info.to_text(&model));
+            }
+            match &info.checksums {
+                Ok(()) => Ok(0),
+                Err(e) => Err(anyhow::anyhow!("{}: {e}", model.display())),
+            }
+        })(),
         Command::Infer {
             model,
             input,
             output,
-            isa,
-        } => (|| {
-            let isa = isa.map(|name| Isa::parse(&name)).transpose()?;
-            let options = ModelOptions {
-                isa,
-                ..ModelOptions::default()
-            };
-            levit_cli::infer::run(&model, &input, &output, options)
-        })(),
+            flags,
+        } => levit_cli::infer::command(
+            &model,
+            &input,
+            &output,
+            &LoadSettings {
+                isa: flags.isa,
+                verify_checksums: false,
+            },
+        )
+        .map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("levit: error: {e:#}");
-            ExitCode::FAILURE
+            let line = format!("{e:#}").replace(['\n', '\r'], " ");
+            eprintln!("levit: error: {line}");
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }

@@ -1,0 +1,480 @@
+//! `levit classify`: photos in, ImageNet classes out.
+//!
+//! Inputs are expanded ([`collect_inputs`]: files as given, directories walked), then
+//! [`run`] classifies them on `workers` threads, each with its own [`Engine`] over one
+//! shared [`Model`], and hands every [`Outcome`] back in input order as soon as it and
+//! all earlier ones are done. A file that cannot be read or decoded is an [`Outcome`]
+//! with an error; the others still run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use levit::preprocess::{open_image_with, Orientation, Preprocess};
+use levit::{Engine, Model};
+use serde_json::json;
+
+use crate::labels;
+
+/// File extensions picked up when walking a directory (case-insensitive). Files named
+/// on the command line are decoded whatever their name.
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
+
+/// One class and its softmax probability.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    /// Class index.
+    pub class: usize,
+    /// Softmax probability in [0, 1].
+    pub probability: f32,
+}
+
+/// What happened to one input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The input path.
+    pub path: PathBuf,
+    /// The top-k classes, best first, or a one-line reason it failed.
+    pub result: Result<Vec<Prediction>, String>,
+}
+
+/// An expanded input: an image file to classify, or a path that already failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A file to decode.
+    File(PathBuf),
+    /// A command-line path that cannot be used (missing, unreadable directory, ...).
+    Failed(PathBuf, String),
+}
+
+impl Input {
+    /// The path.
+    pub fn path(&self) -> &Path {
+        match self {
+            Input::File(p) | Input::Failed(p, _) => p,
+        }
+    }
+}
+
+/// How to classify.
+#[derive(Clone, Copy, Debug)]
+pub struct ClassifyOptions {
+    /// Classes reported per image.
+    pub top: usize,
+    /// Worker threads (images in flight at once), each with its own engine.
+    pub workers: usize,
+    /// The eval transform (crop_pct, image size).
+    pub preprocess: Preprocess,
+    /// Whether to apply EXIF orientation (timm does not).
+    pub orientation: Orientation,
+}
+
+/// Totals of a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    /// Inputs handled.
+    pub images: usize,
+    /// Inputs that failed.
+    pub failed: usize,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Worker threads used.
+    pub workers: usize,
+}
+
+impl Summary {
+    /// Images classified per second of wall time.
+    pub fn images_per_second(&self) -> f64 {
+        let ok = (self.images - self.failed) as f64;
+        ok / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Expands command-line paths: a file is taken as is, a directory is walked
+/// recursively (sorted; files with an [`IMAGE_EXTENSIONS`] extension; symlinked
+/// directories are not followed), a missing path becomes an [`Input::Failed`].
+pub fn collect_inputs(paths: &[PathBuf]) -> Vec<Input> {
+    let mut out = Vec::new();
+    for path in paths {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => walk(path, &mut out, 0),
+            Ok(_) => out.push(Input::File(path.clone())),
+            Err(e) => out.push(Input::Failed(
+                path.clone(),
+                format!("cannot read {}: {}", path.display(), io_reason(&e)),
+            )),
+        }
+    }
+    out
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<Input>, depth: usize) {
+    if depth > 64 {
+        out.push(Input::Failed(
+            dir.to_path_buf(),
+            format!("{}: directories nested too deep", dir.display()),
+        ));
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            out.push(Input::Failed(
+                dir.to_path_buf(),
+                format!("cannot read directory {}: {}", dir.display(), io_reason(&e)),
+            ));
+            return;
+        }
+    };
+    let mut entries: Vec<(PathBuf, Option<std::fs::FileType>)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| (e.path(), e.file_type().ok()))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, kind) in entries {
+        match kind {
+            Some(k) if k.is_dir() => walk(&path, out, depth + 1),
+            Some(k) if k.is_symlink() && path.is_dir() => {}
+            _ if is_image_name(&path) => out.push(Input::File(path)),
+            _ => {}
+        }
+    }
+}
+
+/// Whether `path` has one of the [`IMAGE_EXTENSIONS`].
+pub fn is_image_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// Softmax over `logits`, then the `k` most probable classes, best first (ties: lower
+/// index first).
+pub fn top_k(logits: &[f32], k: usize) -> Vec<Prediction> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    let mut ranked: Vec<Prediction> = exps
+        .iter()
+        .enumerate()
+        .map(|(class, &e)| Prediction {
+            class,
+            probability: (e / sum) as f32,
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.probability
+            .total_cmp(&a.probability)
+            .then(a.class.cmp(&b.class))
+    });
+    ranked.truncate(k);
+    ranked
+}
+
+/// Decodes, preprocesses and classifies one file with `engine` (`buf`: the engine's
+/// input, `3 * img_size²` floats). The error is one line naming the file.
+pub fn classify_file(
+    engine: &mut Engine,
+    options: &ClassifyOptions,
+    buf: &mut [f32],
+    path: &Path,
+) -> Result<Vec<Prediction>, String> {
+    let one_line = |s: String| s.replace(['\n', '\r'], " ").trim_end().to_string();
+    let image = open_image_with(path, options.orientation).map_err(|e| one_line(e.to_string()))?;
+    options
+        .preprocess
+        .run_into(&image, buf)
+        .map_err(|e| one_line(format!("{}: {e}", path.display())))?;
+    let logits = engine
+        .infer(buf)
+        .map_err(|e| one_line(format!("{}: {e}", path.display())))?;
+    Ok(top_k(logits, options.top))
+}
+
+/// Checks that `model` takes RGB images the transform can make.
+pub fn check_model(model: &Model, preprocess: &Preprocess) -> anyhow::Result<()> {
+    let c = model.config();
+    if c.in_chans != 3 {
+        anyhow::bail!(
+            "the model takes {} input channels; classify needs an RGB (3-channel) model",
+            c.in_chans
+        );
+    }
+    if c.img_size as u32 != preprocess.img_size {
+        anyhow::bail!(
+            "the model takes {0}x{0} images but preprocessing makes {1}x{1}",
+            c.img_size,
+            preprocess.img_size
+        );
+    }
+    preprocess.validate()?;
+    Ok(())
+}
+
+/// Classifies `inputs` on `options.workers` threads (one [`Engine`] each, sharing
+/// `model`), calling `on_outcome(index, outcome)` in input order. `on_outcome` returns
+/// `false` to stop early (the remaining inputs are not reported).
+pub fn run(
+    model: Arc<Model>,
+    inputs: &[Input],
+    options: &ClassifyOptions,
+    mut on_outcome: impl FnMut(usize, Outcome) -> bool,
+) -> Summary {
+    let start = Instant::now();
+    let workers = options.workers.clamp(1, inputs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut failed = 0;
+    let mut reported = 0;
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let model = model.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || {
+                let mut engine = Engine::new(model);
+                let mut buf = vec![0.0f32; options.preprocess.output_len()];
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(input) = inputs.get(i) else { break };
+                    let result = match input {
+                        Input::File(path) => classify_file(&mut engine, options, &mut buf, path),
+                        Input::Failed(_, reason) => Err(reason.clone()),
+                    };
+                    let outcome = Outcome {
+                        path: input.path().to_path_buf(),
+                        result,
+                    };
+                    if tx.send((i, outcome)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Hand outcomes over in input order.
+        let mut pending = BTreeMap::new();
+        for (i, outcome) in rx {
+            pending.insert(i, outcome);
+            while let Some(outcome) = pending.remove(&reported) {
+                failed += usize::from(outcome.result.is_err());
+                let keep_going = on_outcome(reported, outcome);
+                reported += 1;
+                if !keep_going {
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    });
+    Summary {
+        images: reported,
+        failed,
+        elapsed: start.elapsed(),
+        workers,
+    }
+}
+
+/// The text block printed for one outcome (`None` for a failure: those go to stderr).
+pub fn format_text(outcome: &Outcome, num_classes: usize) -> Option<String> {
+    let predictions = outcome.result.as_ref().ok()?;
+    let mut s = format!("{}\n", outcome.path.display());
+    for p in predictions {
+        s += &format!(
+            "  {:6.2}%  {}\n",
+            100.0 * p.probability,
+            labels::class_name(num_classes, p.class)
+        );
+    }
+    Some(s)
+}
+
+/// The JSON object (one line of `--json` output) for one outcome.
+pub fn format_json(outcome: &Outcome, num_classes: usize) -> serde_json::Value {
+    let path = outcome.path.display().to_string();
+    match &outcome.result {
+        Ok(predictions) => {
+            let top: Vec<serde_json::Value> = predictions
+                .iter()
+                .map(|p| {
+                    json!({
+                        "class": p.class,
+                        "label": labels::class_name(num_classes, p.class),
+                        "synset": labels::synset(num_classes, p.class),
+                        "probability": p.probability,
+                    })
+                })
+                .collect();
+            json!({ "path": path, "top": top })
+        }
+        Err(e) => json!({ "path": path, "error": e }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_is_a_sorted_softmax() {
+        let top = top_k(&[1.0, 3.0, 2.0, 3.0], 3);
+        let classes: Vec<usize> = top.iter().map(|p| p.class).collect();
+        assert_eq!(classes, [1, 3, 2]);
+        let z = 2.0 * 3f64.exp() + 2f64.exp() + 1f64.exp();
+        assert!((top[0].probability as f64 - 3f64.exp() / z).abs() < 1e-6);
+        assert_eq!(top_k(&[0.0; 3], 10).len(), 3);
+        let all: f32 = top_k(&[5.0, -1.0, 0.5], 3)
+            .iter()
+            .map(|p| p.probability)
+            .sum();
+        assert!((all - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn image_names() {
+        assert!(is_image_name(Path::new("a/b.JPG")));
+        assert!(is_image_name(Path::new("x.webp")));
+        assert!(!is_image_name(Path::new("notes.txt")));
+        assert!(!is_image_name(Path::new("jpg")));
+    }
+}
+
+// ---- the command ---------------------------------------------------------------------
+
+/// `levit classify` as parsed from the command line.
+#[derive(Clone, Debug)]
+pub struct Args {
+    /// Model file.
+    pub model: PathBuf,
+    /// Files and directories.
+    pub inputs: Vec<PathBuf>,
+    /// Classes per image.
+    pub top: usize,
+    /// JSON Lines on stdout instead of text.
+    pub json: bool,
+    /// Worker threads; `None`: one per core.
+    pub threads: Option<usize>,
+    /// timm's crop fraction (0.9) or another.
+    pub crop_pct: f64,
+    /// Apply EXIF orientation.
+    pub exif: bool,
+    /// Show a progress bar on a terminal (stderr).
+    pub progress: bool,
+    /// Model loading settings.
+    pub load: crate::model::LoadSettings,
+}
+
+/// Exit status of `levit classify` when some inputs failed and the others ran.
+pub const EXIT_SOME_FAILED: u8 = 3;
+
+/// Runs `levit classify`: prints results to stdout (text or JSON Lines), failures and
+/// the summary to stderr. Returns the exit status: 0 when every image was classified,
+/// [`EXIT_SOME_FAILED`] when some failed; `Err` when nothing could run.
+pub fn command(args: &Args) -> anyhow::Result<u8> {
+    use std::io::{IsTerminal, Write};
+
+    let model = Arc::new(crate::model::load(&args.model, &args.load)?);
+    let preprocess = Preprocess {
+        crop_pct: args.crop_pct,
+        ..Preprocess::for_config(model.config())
+    };
+    check_model(&model, &preprocess)?;
+    let inputs = collect_inputs(&args.inputs);
+    if inputs.is_empty() {
+        anyhow::bail!(
+            "no images found in {} (looked for {} files)",
+            args.inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            IMAGE_EXTENSIONS.join("/")
+        );
+    }
+    let workers = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let options = ClassifyOptions {
+        top: args.top,
+        workers,
+        preprocess,
+        orientation: if args.exif {
+            Orientation::Apply
+        } else {
+            Orientation::Ignore
+        },
+    };
+    let num_classes = model.num_classes();
+    let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(inputs.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40.cyan/blue} {pos}/{len} images  {per_sec}  eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut broken_pipe = false;
+    let summary = run(model, &inputs, &options, |_, outcome| {
+        let print = |out: &mut std::io::StdoutLock| -> std::io::Result<()> {
+            if let Err(reason) = &outcome.result {
+                eprintln!("levit: error: {reason}");
+            }
+            if args.json {
+                writeln!(out, "{}", format_json(&outcome, num_classes))?;
+            } else if let Some(text) = format_text(&outcome, num_classes) {
+                out.write_all(text.as_bytes())?;
+            }
+            out.flush()
+        };
+        let written = match &bar {
+            Some(bar) => {
+                let r = bar.suspend(|| print(&mut out));
+                bar.inc(1);
+                r
+            }
+            None => print(&mut out),
+        };
+        if written.is_err() {
+            broken_pipe = true; // stdout closed (`| head`): stop quietly
+        }
+        !broken_pipe
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if broken_pipe {
+        return Ok(0);
+    }
+    eprintln!(
+        "levit: {} image{}, {} failed, {:.2} s, {:.1} images/s ({} worker{})",
+        summary.images,
+        if summary.images == 1 { "" } else { "s" },
+        summary.failed,
+        summary.elapsed.as_secs_f64(),
+        summary.images_per_second(),
+        summary.workers,
+        if summary.workers == 1 { "" } else { "s" },
+    );
+    Ok(if summary.failed > 0 {
+        EXIT_SOME_FAILED
+    } else {
+        0
+    })
+}

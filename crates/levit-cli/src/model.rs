@@ -1,0 +1,57 @@
+//! Loading a model for a command, with errors that name the file.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use levit::{FormatError, Isa, Model, ModelOptions};
+
+/// Model loading settings shared by the commands.
+#[derive(Clone, Debug, Default)]
+pub struct LoadSettings {
+    /// Force a SIMD path by name (`avx512`, `avx2`, `portable`).
+    pub isa: Option<String>,
+    /// Verify every tensor's CRC-32 at load.
+    pub verify_checksums: bool,
+}
+
+impl LoadSettings {
+    /// The engine's options for these settings.
+    pub fn options(&self) -> Result<ModelOptions> {
+        let isa = match &self.isa {
+            Some(name) => Some(
+                Isa::parse(name)
+                    .and_then(Isa::require_supported)
+                    .map_err(|e| anyhow!("--isa {name}: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(ModelOptions {
+            isa,
+            verify_checksums: self.verify_checksums,
+            ..ModelOptions::default()
+        })
+    }
+}
+
+/// Loads `path`, turning every failure into one line that names the file.
+pub fn load(path: &Path, settings: &LoadSettings) -> Result<Model> {
+    let options = settings.options()?;
+    Model::load_with(path, options).map_err(|e| describe(path, e))
+}
+
+/// One line for a model that failed to load.
+pub fn describe(path: &Path, e: levit::Error) -> anyhow::Error {
+    let shown = path.display();
+    match e {
+        levit::Error::Format(FormatError::Io { source, .. }) => {
+            anyhow!("cannot read model {shown}: {source}")
+        }
+        levit::Error::Format(FormatError::NotAFile { .. }) => {
+            anyhow!("model {shown} is not a regular file")
+        }
+        levit::Error::Format(FormatError::NotLevit(_) | FormatError::Container(_)) => anyhow!(
+            "{shown} is not a levit model file ({e}); convert checkpoints with `levit-weights convert`"
+        ),
+        other => anyhow!("model {shown}: {other}"),
+    }
+}

@@ -1,0 +1,226 @@
+//! Every error a person can run into: one clear line naming what and where, a non-zero
+//! exit status, no panic or backtrace (`common::levit` rejects those on every run).
+
+mod common;
+
+use common::{golden_tiny, image, levit, tiny_model, Workdir};
+use levit_cli::classify::EXIT_SOME_FAILED;
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn missing_model_file() {
+    let dir = Workdir::new("e-missing-model");
+    let missing = dir.path("nope.lvt");
+    let photo = image("chelsea.png");
+    for run in [
+        levit(&["classify", "--model", s(&missing), s(&photo)]),
+        levit(&["info", s(&missing)]),
+        levit(&[
+            "infer",
+            "--model",
+            s(&missing),
+            "--input",
+            "x.npy",
+            "--output",
+            "y.npy",
+        ]),
+    ] {
+        run.assert_one_line_error("cannot read model");
+        run.assert_one_line_error("nope.lvt: No such file or directory");
+        assert_eq!(run.code, 1);
+    }
+}
+
+#[test]
+fn model_path_is_a_directory() {
+    let dir = Workdir::new("e-dir-model");
+    levit(&["info", s(&dir.0)]).assert_one_line_error("is not a regular file");
+}
+
+#[test]
+fn not_a_model_file() {
+    let dir = Workdir::new("e-junk-model");
+    std::fs::write(dir.path("junk.lvt"), b"this is not a model, just text").unwrap();
+    std::fs::write(dir.path("empty.lvt"), b"").unwrap();
+    for bad in [
+        dir.path("junk.lvt"),
+        dir.path("empty.lvt"),
+        image("chelsea.png"),
+    ] {
+        let run = levit(&["classify", "--model", s(&bad), s(&image("rocket.jpg"))]);
+        run.assert_one_line_error("is not a levit model file");
+        run.assert_one_line_error(s(&bad));
+        levit(&["info", s(&bad)]).assert_one_line_error("levit-weights convert");
+    }
+    // A safetensors file from another tool (no levit metadata).
+    let header = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header);
+    st.extend_from_slice(&[0; 4]);
+    std::fs::write(dir.path("other.safetensors"), st).unwrap();
+    levit(&["info", s(&dir.path("other.safetensors"))]).assert_one_line_error("not a levit");
+}
+
+#[test]
+fn model_of_an_unsupported_format_version() {
+    let dir = Workdir::new("e-version");
+    let good = std::fs::read(tiny_model(&dir, "v1.lvt", 10)).unwrap();
+    let needle = br#""format_version":"1""#;
+    let at = good
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("version in header");
+    let mut newer = good.clone();
+    newer[at + needle.len() - 2] = b'7';
+    std::fs::write(dir.path("v7.lvt"), newer).unwrap();
+    let run = levit(&["info", s(&dir.path("v7.lvt"))]);
+    run.assert_one_line_error("format version 7 is not supported");
+    run.assert_one_line_error("v7.lvt");
+    levit(&[
+        "classify",
+        "--model",
+        s(&dir.path("v7.lvt")),
+        s(&image("chelsea.png")),
+    ])
+    .assert_one_line_error("format version 7 is not supported");
+}
+
+#[test]
+fn corrupted_weights_fail_the_checksum() {
+    let dir = Workdir::new("e-crc");
+    let mut bytes = std::fs::read(tiny_model(&dir, "ok.lvt", 10)).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(dir.path("bad.lvt"), bytes).unwrap();
+    let run = levit(&["info", s(&dir.path("bad.lvt"))]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains("checksums     FAILED: tensor `head.bias` is corrupted"),
+        "{}",
+        run.stdout
+    );
+    run.assert_one_line_error("is corrupted");
+    levit(&[
+        "classify",
+        "--verify",
+        "--model",
+        s(&dir.path("bad.lvt")),
+        s(&image("chelsea.png")),
+    ])
+    .assert_one_line_error("is corrupted");
+}
+
+#[test]
+fn missing_and_unreadable_images_are_skipped_and_reported() {
+    let dir = Workdir::new("e-images");
+    std::fs::write(
+        dir.path("garbage.jpg"),
+        b"\xff\xd8\xff\xe0 definitely not a jpeg",
+    )
+    .unwrap();
+    std::fs::write(dir.path("empty.png"), b"").unwrap();
+    let png = std::fs::read(image("chelsea.png")).unwrap();
+    std::fs::write(dir.path("truncated.png"), &png[..png.len() / 3]).unwrap();
+    std::fs::write(dir.path("text.webp"), b"hello").unwrap();
+    let bad = [
+        "missing.jpg",
+        "garbage.jpg",
+        "empty.png",
+        "truncated.png",
+        "text.webp",
+    ];
+    let mut args = vec![
+        "classify".to_string(),
+        "--json".into(),
+        "--model".into(),
+        s(&golden_tiny()).into(),
+    ];
+    args.push(s(&image("chelsea.png")).into());
+    args.extend(bad.iter().map(|b| s(&dir.path(b)).to_string()));
+    args.push(s(&image("rocket.jpg")).into());
+    let run = levit(&args);
+    assert_eq!(run.code, i32::from(EXIT_SOME_FAILED), "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    assert!(
+        lines[0]["top"].is_array() && lines[6]["top"].is_array(),
+        "good images still ran"
+    );
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("levit: error: "))
+        .collect();
+    assert_eq!(errors.len(), bad.len(), "{}", run.stderr);
+    for ((name, line), err) in bad.iter().zip(&lines[1..6]).zip(&errors) {
+        assert!(line["error"].as_str().unwrap().contains(name), "{line}");
+        assert!(err.contains(name), "{err}");
+    }
+    assert!(
+        errors[0].contains("no such file or directory"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[1].contains("cannot decode image"), "{}", errors[1]);
+    assert!(run.stderr.contains("7 images, 5 failed"), "{}", run.stderr);
+}
+
+#[test]
+fn no_images_found() {
+    let dir = Workdir::new("e-noimages");
+    std::fs::write(dir.path("readme.txt"), "no pictures here").unwrap();
+    let run = levit(&["classify", "--model", s(&golden_tiny()), s(&dir.0)]);
+    run.assert_one_line_error("no images found in");
+    assert_eq!(run.code, 1);
+}
+
+#[test]
+fn bad_arguments() {
+    let m = golden_tiny();
+    let photo = image("chelsea.png");
+    let run = levit(&["classify", "--model", s(&m), "--crop-pct", "1.5", s(&photo)]);
+    run.assert_one_line_error("crop_pct 1.5 is out of range");
+    let run = levit(&["classify", "--model", s(&m), "--isa", "sse9", s(&photo)]);
+    run.assert_one_line_error("--isa sse9");
+    for args in [
+        &["classify", "--model", s(&m), "--top", "0", s(&photo)][..],
+        &["classify", "--model", s(&m), "--threads", "0", s(&photo)],
+        &["classify", "--model", s(&m)],
+        &["frobnicate"],
+    ] {
+        let run = levit(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn a_model_that_is_not_rgb_is_refused_by_classify() {
+    let dir = Workdir::new("e-chans");
+    let mut c = levit::synth::variant_config("128s").unwrap();
+    c.embed_dim = vec![32, 48, 64];
+    c.key_dim = 8;
+    c.num_heads = vec![2, 3, 4];
+    c.depth = vec![1, 1, 1];
+    c.in_chans = 1;
+    std::fs::write(
+        dir.path("grey.lvt"),
+        levit::synth::random_weight_file(&c, 1).unwrap(),
+    )
+    .unwrap();
+    levit(&[
+        "classify",
+        "--model",
+        s(&dir.path("grey.lvt")),
+        s(&image("chelsea.png")),
+    ])
+    .assert_one_line_error("needs an RGB (3-channel) model");
+}
