@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use levit::{synth, Engine, Error, FormatError, GraphError, LoadMode, Model, ModelOptions};
 use robustness_common::{
-    data_start, edit_header, image, small_config, small_model_bytes, temp_path,
+    data_start, edit_header, image, small_config, small_model_bytes, temp_path, tiny_config,
 };
 use serde_json::json;
 
@@ -122,6 +122,57 @@ fn truncation_at_every_header_boundary_is_a_container_error() {
         }
     }
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn every_single_bit_flip_is_detected_or_harmless() {
+    // Every bit of the length field and the header, and one bit of every third data
+    // byte. A flip must be refused, or load a model that computes bitwise the same
+    // logits (flips in informational text such as `source`).
+    let bytes = synth::random_weight_file(&tiny_config(), 4).unwrap();
+    let reference = Arc::new(load(&bytes).unwrap());
+    let x = image(&reference, 1);
+    let want = Engine::new(reference).infer(&x).unwrap().to_vec();
+    let start = data_start(&bytes);
+    let header_bits = (0..start).flat_map(|i| (0..8).map(move |b| (i, b)));
+    let data_bits = (start..bytes.len()).step_by(3).map(|i| (i, i % 8));
+    let (mut refused, mut harmless) = (0, Vec::new());
+    for (i, bit) in header_bits.chain(data_bits) {
+        let mut f = bytes.clone();
+        f[i] ^= 1 << bit;
+        match load(&f) {
+            Err(_) => refused += 1,
+            Ok(m) => {
+                assert!(i < start, "flip of data byte {i} bit {bit} went unnoticed");
+                let out = Engine::new(Arc::new(m)).infer(&x).unwrap().to_vec();
+                assert_eq!(
+                    out, want,
+                    "flip of header byte {i} bit {bit} changed the model"
+                );
+                harmless.push((i, bit));
+            }
+        }
+    }
+    // Harmless flips may only touch the `"source":"..."` entry (key or text), or turn
+    // a hex letter of a CRC to the other case (the same number).
+    let text = std::str::from_utf8(&bytes[8..start]).unwrap();
+    let key = text.find("\"source\":\"").unwrap();
+    let value = key + "\"source\":\"".len();
+    let end = 8 + value + text[value..].find('"').unwrap();
+    let key = 8 + key;
+    let hex_case = |i: usize, bit: usize| {
+        bit == 5 && bytes[i].is_ascii_hexdigit() && bytes[i].is_ascii_alphabetic()
+    };
+    let stray: Vec<usize> = harmless
+        .iter()
+        .filter(|&&(i, bit)| (i < key || i > end) && !hex_case(i, bit))
+        .map(|&(i, _)| i)
+        .collect();
+    assert!(stray.is_empty(), "flips at {stray:?} loaded");
+    println!(
+        "{refused} flips refused, {} harmless (in the source note, or a CRC hex letter changing case)",
+        harmless.len()
+    );
 }
 
 #[test]

@@ -34,6 +34,25 @@ pub fn small_config() -> Config {
     }
 }
 
+/// The smallest model: one stage, 16x16 input (a single token), one head.
+pub fn tiny_config() -> Config {
+    Config {
+        variant: "robustness_tiny".into(),
+        img_size: 16,
+        in_chans: 1,
+        num_classes: 3,
+        embed_dim: vec![8],
+        key_dim: 4,
+        num_heads: vec![1],
+        depth: vec![1],
+        attn_ratio: vec![1.0],
+        mlp_ratio: vec![1.0],
+        act: ActKind::Silu,
+        distilled: false,
+        ..small_config()
+    }
+}
+
 /// A seeded random weight file for `small_config()`.
 pub fn small_model_bytes() -> Vec<u8> {
     synth::random_weight_file(&small_config(), 11).unwrap()
