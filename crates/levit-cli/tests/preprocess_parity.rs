@@ -46,15 +46,6 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Whether the image must match timm bit for bit (tensor) and to the golden rule
-/// (logits). PNG and WebP decode to PIL's pixels and the resize is Pillow's own
-/// fixed-point algorithm. JPEG goes through the `image` crate's decoder (zune-jpeg),
-/// whose IDCT and chroma upsampling differ from libjpeg-turbo's by a few levels: its
-/// figures are printed and bounded loosely until the decoder matches libjpeg-turbo.
-fn exact(image: &str) -> bool {
-    !image.ends_with(".jpg")
-}
-
 #[test]
 fn preprocessing_matches_timm_and_logits_agree() {
     let model =
@@ -95,18 +86,16 @@ fn preprocessing_matches_timm_and_logits_agree() {
                 "{label:28} {:5} {diff:12.3e} {differing:9} {dlogit:12.3e} {bound:9.1e}",
                 case.pil_mode
             );
-            let (max_diff, max_dlogit) = if exact(&case.image) {
-                (0.0, bound)
-            } else {
-                (8.0 / 255.0 / 0.224, 0.1)
-            };
-            if diff > max_diff {
-                failures.push(format!("{label}: tensor max|diff| {diff:e}"));
-            }
-            if dlogit > max_dlogit {
+            // Every decoder (PNG and WebP via the `image` crate, JPEG via our
+            // libjpeg-turbo-exact one) yields PIL's pixels and the resize is Pillow's
+            // fixed-point algorithm: the tensors must be identical.
+            if diff > 0.0 {
                 failures.push(format!(
-                    "{label}: logits max|diff| {dlogit:e} > {max_dlogit:e}"
+                    "{label}: tensor max|diff| {diff:e} ({differing} values)"
                 ));
+            }
+            if dlogit > bound {
+                failures.push(format!("{label}: logits max|diff| {dlogit:e} > {bound:e}"));
             }
         }
     }
