@@ -13,8 +13,17 @@
 //! fixed-point 8-bit resampler (22-bit coefficients, horizontal pass first, rounded to
 //! u8 between passes), the mode conversion follows Pillow's `convert('RGB')` for every
 //! layout the decoders produce (grey, grey+alpha, RGBA, palette, 16-bit), and the
-//! normalization runs the same f32 operations as torch. On the committed test images
-//! the output equals timm's tensor bit for bit whenever the decoded pixels are equal.
+//! normalization runs the same f32 operations as torch. Decoding matters as much:
+//! [`open_image`] decodes JPEG with this crate's port of libjpeg-turbo's pipeline (the
+//! decoder inside PIL), PNG and WebP with the `image` crate (same pixels as PIL). On the
+//! 21 committed test images (`tests/fixtures/images`: JPEG 4:4:4/4:2:2/4:2:0/4:1:1,
+//! progressive, restart markers, Adobe RGB, grey; PNG RGB/RGBA/LA/L/P/16-bit; WebP lossy
+//! and lossless; tiny, panoramic and odd sizes) the output equals timm's tensor bit for
+//! bit (`crates/levit-cli/tests/preprocess_parity.rs`).
+//!
+//! Images decoded by other means ([`preprocess`] takes any `DynamicImage`) get the same
+//! resize and normalization, but pixel-level agreement with PIL then depends on the
+//! decoder: a JPEG decoded by another library typically differs by a few levels.
 //!
 //! ```
 //! use levit::preprocess::{image::RgbImage, preprocess, Preprocess};
@@ -101,7 +110,13 @@ pub enum Orientation {
 }
 
 /// Opens and decodes an image file, detecting the format from its bytes (JPEG, PNG,
-/// WebP), ignoring EXIF orientation as timm does.
+/// WebP), ignoring EXIF orientation as timm does (PIL's `Image.open` never rotates).
+///
+/// ```no_run
+/// let img = levit::preprocess::open_image("cat.jpg")?;
+/// let x = levit::preprocess(&img);
+/// # Ok::<(), levit::PreprocessError>(())
+/// ```
 pub fn open_image(path: impl AsRef<Path>) -> Result<DynamicImage, PreprocessError> {
     open_image_with(path, Orientation::Ignore)
 }
