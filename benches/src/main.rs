@@ -41,6 +41,9 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Read the model file into owned memory instead of mapping it.
+    #[arg(long)]
+    owned: bool,
     /// Also print a per-layer time table (stem, each attention, each MLP, head).
     #[arg(long)]
     profile: bool,
@@ -154,6 +157,11 @@ fn main() -> Result<()> {
     let isa = args.isa.as_deref().map(Isa::parse).transpose()?;
     let options = ModelOptions {
         isa,
+        mode: if args.owned {
+            levit::LoadMode::Owned
+        } else {
+            levit::LoadMode::Mmap
+        },
         ..ModelOptions::default()
     };
     let (model, load_s, source) = match (&args.model, &args.variant) {
