@@ -3,43 +3,11 @@
 //! and duplicate tensors, metadata of the wrong type, lenient spellings, and paths
 //! that are not regular files. Every case is `Ok` or a typed `FormatError`.
 
-use levit_format::{write_weight_file, FormatError, LoadMode, LoadOptions, TensorData, WeightFile};
+mod common;
+
+use common::{load, split, valid_file, CONFIG};
+use levit_format::{FormatError, LoadMode, LoadOptions, WeightFile};
 use serde_json::{json, Value};
-
-const CONFIG: &str = r#"{"test": true}"#;
-
-fn valid_file() -> Vec<u8> {
-    let a: Vec<f32> = (0..32).map(|i| i as f32).collect();
-    let b: Vec<f32> = (0..16).map(|i| -(i as f32)).collect();
-    write_weight_file(
-        CONFIG,
-        &[
-            TensorData {
-                name: "a",
-                shape: &[2, 16],
-                data: &a,
-            },
-            TensorData {
-                name: "b",
-                shape: &[16],
-                data: &b,
-            },
-        ],
-        "test",
-    )
-}
-
-fn load(bytes: &[u8]) -> Result<WeightFile, FormatError> {
-    WeightFile::from_bytes(bytes, true)
-}
-
-fn split(file: &[u8]) -> (Value, Vec<u8>) {
-    let n = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
-    (
-        serde_json::from_slice(&file[8..8 + n]).unwrap(),
-        file[8 + n..].to_vec(),
-    )
-}
 
 /// A file from raw header bytes (padded to 64 with `pad`) and data.
 fn raw(header: &[u8], pad: u8, data: &[u8]) -> Vec<u8> {

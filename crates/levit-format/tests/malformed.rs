@@ -1,38 +1,10 @@
 //! Every class of malformed weight file gives a typed error, never a panic.
 
-use levit_format::{write_weight_file, FormatError, LoadMode, LoadOptions, TensorData, WeightFile};
+mod common;
+
+use common::{load, split, valid_file, CONFIG};
+use levit_format::{FormatError, LoadMode, LoadOptions, WeightFile};
 use serde_json::{json, Value};
-
-const CONFIG: &str = r#"{"test": true}"#;
-
-fn valid_file() -> Vec<u8> {
-    let a: Vec<f32> = (0..32).map(|i| i as f32).collect();
-    let b: Vec<f32> = (0..16).map(|i| -(i as f32)).collect();
-    write_weight_file(
-        CONFIG,
-        &[
-            TensorData {
-                name: "a",
-                shape: &[2, 16],
-                data: &a,
-            },
-            TensorData {
-                name: "b",
-                shape: &[16],
-                data: &b,
-            },
-        ],
-        "test",
-    )
-}
-
-/// Splits a file into its header JSON and data bytes.
-fn split(file: &[u8]) -> (Value, Vec<u8>) {
-    let n = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
-    let header: Value =
-        serde_json::from_str(std::str::from_utf8(&file[8..8 + n]).unwrap()).unwrap();
-    (header, file[8 + n..].to_vec())
-}
 
 /// Reassembles a file, padding the header to 64 bytes unless `pad` is false.
 fn join(header: &Value, data: &[u8], pad: bool) -> Vec<u8> {
@@ -44,10 +16,6 @@ fn join(header: &Value, data: &[u8], pad: bool) -> Vec<u8> {
     out.extend_from_slice(&h);
     out.extend_from_slice(data);
     out
-}
-
-fn load(bytes: &[u8]) -> Result<WeightFile, FormatError> {
-    WeightFile::from_bytes(bytes, true)
 }
 
 fn edit(f: impl FnOnce(&mut Value, &mut Vec<u8>)) -> Result<WeightFile, FormatError> {
