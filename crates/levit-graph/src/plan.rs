@@ -50,24 +50,26 @@ const CONV_BLOCK_FLOATS: usize = 96 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightId(pub usize);
 
-/// Where an im2col reads its image from.
+/// Where a conv reads its image from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageSource {
+pub enum ImageSource<B = BufRange> {
     /// The caller's input image (CHW).
     Input,
     /// A previous conv's output (HWC) in the arena.
-    Arena(BufRange),
+    Arena(B),
 }
 
 /// One kernel call. Every range and shape was validated when the plan was built.
+/// `B` names an arena buffer: a [`BufRange`] in a finished plan, an id while the plan
+/// is being built (before buffers have offsets).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Step {
+pub enum Step<B = BufRange> {
     /// A 3x3 stride-2 pad-1 convolution, run in blocks of `block_rows` output image
     /// rows: im2col of the block into `cols` (cache-sized), then a GEMM with the packed
     /// weights into the block's rows of `out` (`[hout*wout, cout]`, channels-last).
     Conv {
         /// Image.
-        src: ImageSource,
+        src: ImageSource<B>,
         /// Its layout.
         layout: ImageLayout,
         /// Its geometry.
@@ -75,7 +77,7 @@ pub enum Step {
         /// Output image rows per block.
         block_rows: usize,
         /// Column matrix of one block (`block_rows * wout * 9*cin`).
-        cols: BufRange,
+        cols: B,
         /// Packed weight `[9*cin, cout]`.
         weight: WeightId,
         /// Bias.
@@ -85,12 +87,12 @@ pub enum Step {
         /// Output channels.
         cout: usize,
         /// Output `[hout*wout, cout]`.
-        out: BufRange,
+        out: B,
     },
     /// `c = epilogue(a · weight + bias)`.
     Gemm {
         /// Left operand.
-        a: BufRange,
+        a: B,
         /// Its row stride.
         lda: usize,
         /// Optional row gather (range of [`Plan::row_tables`]).
@@ -108,7 +110,7 @@ pub enum Step {
         /// Epilogue.
         epilogue: Epilogue,
         /// Output.
-        c: BufRange,
+        c: B,
         /// Output row stride.
         ldc: usize,
     },
@@ -117,11 +119,11 @@ pub enum Step {
         /// Sizes.
         shape: AttentionShape,
         /// Buffer holding q.
-        q: BufRange,
+        q: B,
         /// q layout.
         q_view: HeadView,
         /// Buffer holding k and v.
-        kv: BufRange,
+        kv: B,
         /// k layout.
         k_view: HeadView,
         /// v layout.
@@ -131,21 +133,126 @@ pub enum Step {
         /// Activation on the output.
         act: Activation,
         /// Output `[nq, heads*val_dim]`.
-        out: BufRange,
+        out: B,
     },
     /// Average over token rows.
     MeanRows {
         /// Tokens.
-        x: BufRange,
+        x: B,
         /// Rows.
         rows: usize,
         /// Channels.
         cols: usize,
         /// Output.
-        out: BufRange,
+        out: B,
     },
     /// A named intermediate is complete (for tracing and per-stage tests).
     Tap(usize),
+}
+
+impl<B: Copy> Step<B> {
+    /// The same step with every buffer handle passed through `f`.
+    fn map_bufs<C>(self, f: impl Fn(B) -> C) -> Step<C> {
+        match self {
+            Step::Conv {
+                src,
+                layout,
+                geometry,
+                block_rows,
+                cols,
+                weight,
+                bias,
+                epilogue,
+                cout,
+                out,
+            } => Step::Conv {
+                src: match src {
+                    ImageSource::Input => ImageSource::Input,
+                    ImageSource::Arena(b) => ImageSource::Arena(f(b)),
+                },
+                layout,
+                geometry,
+                block_rows,
+                cols: f(cols),
+                weight,
+                bias,
+                epilogue,
+                cout,
+                out: f(out),
+            },
+            Step::Gemm {
+                a,
+                lda,
+                a_rows,
+                m,
+                k,
+                n,
+                weight,
+                bias,
+                epilogue,
+                c,
+                ldc,
+            } => Step::Gemm {
+                a: f(a),
+                lda,
+                a_rows,
+                m,
+                k,
+                n,
+                weight,
+                bias,
+                epilogue,
+                c: f(c),
+                ldc,
+            },
+            Step::Attention {
+                shape,
+                q,
+                q_view,
+                kv,
+                k_view,
+                v_view,
+                bias,
+                act,
+                out,
+            } => Step::Attention {
+                shape,
+                q: f(q),
+                q_view,
+                kv: f(kv),
+                k_view,
+                v_view,
+                bias,
+                act,
+                out: f(out),
+            },
+            Step::MeanRows { x, rows, cols, out } => Step::MeanRows {
+                x: f(x),
+                rows,
+                cols,
+                out: f(out),
+            },
+            Step::Tap(i) => Step::Tap(i),
+        }
+    }
+
+    /// The arena buffers the step touches (a tap's buffer lives in the tap list).
+    fn buffers(&self) -> impl Iterator<Item = B> {
+        let (a, b, c) = match self {
+            Step::Conv { src, cols, out, .. } => {
+                let img = match src {
+                    ImageSource::Input => None,
+                    ImageSource::Arena(b) => Some(*b),
+                };
+                (img, Some(*cols), Some(*out))
+            }
+            Step::Gemm { a, c, .. } => (Some(*a), Some(*c), None),
+            Step::Attention { q, kv, out, .. } => (Some(*q), Some(*kv), Some(*out)),
+            Step::MeanRows { x, out, .. } => (Some(*x), Some(*out), None),
+            Step::Tap(_) => (None, None, None),
+        };
+        [a, b, c].into_iter().flatten()
+    }
 }
 
 impl Step {
@@ -221,52 +328,8 @@ struct Builder<'w> {
     lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
 }
 
-/// Buffers named by id until the arena is packed.
-enum PendingStep {
-    Conv {
-        src: Option<BufId>,
-        layout: ImageLayout,
-        geometry: ConvGeometry,
-        block_rows: usize,
-        cols: BufId,
-        weight: WeightId,
-        bias: WeightId,
-        epilogue: Epilogue,
-        cout: usize,
-        out: BufId,
-    },
-    Gemm {
-        a: BufId,
-        lda: usize,
-        a_rows: Option<Range<usize>>,
-        m: usize,
-        k: usize,
-        n: usize,
-        weight: WeightId,
-        bias: WeightId,
-        epilogue: Epilogue,
-        c: BufId,
-        ldc: usize,
-    },
-    Attention {
-        shape: AttentionShape,
-        q: BufId,
-        q_view: HeadView,
-        kv: BufId,
-        k_view: HeadView,
-        v_view: HeadView,
-        bias: Range<usize>,
-        act: Activation,
-        out: BufId,
-    },
-    MeanRows {
-        x: BufId,
-        rows: usize,
-        cols: usize,
-        out: BufId,
-    },
-    Tap(usize),
-}
+/// A step whose buffers are still ids (the arena is packed after the last step).
+type PendingStep = Step<BufId>;
 
 impl<'w> Builder<'w> {
     fn step(&self) -> usize {
@@ -281,16 +344,11 @@ impl<'w> Builder<'w> {
     fn push(&mut self, label: String, step: PendingStep) {
         self.labels.push(label);
         let s = self.step();
-        let used: Vec<BufId> = match &step {
-            PendingStep::Conv { src, cols, out, .. } => {
-                src.iter().copied().chain([*cols, *out]).collect()
-            }
-            PendingStep::Gemm { a, c, .. } => vec![*a, *c],
-            PendingStep::Attention { q, kv, out, .. } => vec![*q, *kv, *out],
-            PendingStep::MeanRows { x, out, .. } => vec![*x, *out],
-            PendingStep::Tap(i) => vec![self.taps[*i].1],
+        let tap_buf = match step {
+            Step::Tap(i) => Some(self.taps[i].1),
+            _ => None,
         };
-        for b in used {
+        for b in step.buffers().chain(tap_buf) {
             self.arena.touch(b, s);
         }
         self.steps.push(step);
@@ -320,7 +378,7 @@ impl<'w> Builder<'w> {
         let bias = self.weight(format!("{prefix}.bias"))?;
         self.push(
             prefix.to_string(),
-            PendingStep::Gemm {
+            Step::Gemm {
                 a: x,
                 lda: k,
                 a_rows: rows,
@@ -445,7 +503,7 @@ impl<'w> Builder<'w> {
         self.attention_scratch = self.attention_scratch.max(shape.scratch_len());
         self.push(
             format!("{prefix}.core"),
-            PendingStep::Attention {
+            Step::Attention {
                 shape,
                 q,
                 q_view,
@@ -496,7 +554,7 @@ impl<'w> Builder<'w> {
     fn tap(&mut self, name: String, buf: BufId, rows: usize, cols: usize) {
         self.taps.push((name, buf, rows, cols));
         let i = self.taps.len() - 1;
-        self.push(format!("tap.{}", self.taps[i].0), PendingStep::Tap(i));
+        self.push(format!("tap.{}", self.taps[i].0), Step::Tap(i));
     }
 }
 
@@ -550,8 +608,8 @@ impl Plan {
                 ImageLayout::Hwc
             };
             let conv_act = if i < 3 { act } else { Activation::None };
-            let step = PendingStep::Conv {
-                src: image,
+            let step = Step::Conv {
+                src: image.map_or(ImageSource::Input, ImageSource::Arena),
                 layout,
                 geometry,
                 block_rows,
@@ -612,7 +670,7 @@ impl Plan {
         let pooled = b.buf(last.dim);
         b.push(
             "head.pool".to_string(),
-            PendingStep::MeanRows {
+            Step::MeanRows {
                 x,
                 rows,
                 cols: last.dim,
@@ -634,88 +692,7 @@ impl Plan {
         let (ranges, arena_len) = b.arena.pack();
         check_plan_bytes(bias_len.saturating_add(arena_len as u64))?;
         let r = |id: BufId| ranges[id.0];
-        let steps = b
-            .steps
-            .into_iter()
-            .map(|s| match s {
-                PendingStep::Conv {
-                    src,
-                    layout,
-                    geometry,
-                    block_rows,
-                    cols,
-                    weight,
-                    bias,
-                    epilogue,
-                    cout,
-                    out,
-                } => Step::Conv {
-                    src: src.map_or(ImageSource::Input, |id| ImageSource::Arena(r(id))),
-                    layout,
-                    geometry,
-                    block_rows,
-                    cols: r(cols),
-                    weight,
-                    bias,
-                    epilogue,
-                    cout,
-                    out: r(out),
-                },
-                PendingStep::Gemm {
-                    a,
-                    lda,
-                    a_rows,
-                    m,
-                    k,
-                    n,
-                    weight,
-                    bias,
-                    epilogue,
-                    c,
-                    ldc,
-                } => Step::Gemm {
-                    a: r(a),
-                    lda,
-                    a_rows,
-                    m,
-                    k,
-                    n,
-                    weight,
-                    bias,
-                    epilogue,
-                    c: r(c),
-                    ldc,
-                },
-                PendingStep::Attention {
-                    shape,
-                    q,
-                    q_view,
-                    kv,
-                    k_view,
-                    v_view,
-                    bias,
-                    act,
-                    out,
-                } => Step::Attention {
-                    shape,
-                    q: r(q),
-                    q_view,
-                    kv: r(kv),
-                    k_view,
-                    v_view,
-                    bias,
-                    act,
-                    out: r(out),
-                },
-                PendingStep::MeanRows { x, rows, cols, out } => Step::MeanRows {
-                    x: r(x),
-                    rows,
-                    cols,
-                    out: r(out),
-                },
-                PendingStep::Tap(i) => Step::Tap(i),
-            })
-            .collect();
+        let steps = b.steps.into_iter().map(|s| s.map_bufs(r)).collect();
         let taps = b
             .taps
             .into_iter()
