@@ -73,6 +73,8 @@ pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
     if threads <= 1 || args.m == 0 || np == 0 || (np < 2 && args.m < 24) {
         return gemm::gemm(isa, args, c);
     }
+    // Each task checks again inside `gemm_block_raw`; checking here first makes a
+    // planner bug panic on the caller's thread with the real message, not in a worker.
     if let Err(e) = args.check(c.len()) {
         panic!("gemm called with inconsistent operands: {e}");
     }
