@@ -2,73 +2,16 @@
 //!
 //! `cargo run --release -p levit-kernels --example gemm_speed [-- M K N]...`
 //!
-//! Also measures the machine's FMA peak with a register-only loop (AVX-512 and AVX2),
-//! so the GEMM numbers can be read as a fraction of what this core actually sustains.
+//! Also measures the core's FMA peak per path with register-only loops
+//! (`levit_kernels::peak`), so the GEMM numbers can be read as a fraction of what this
+//! core actually sustains.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use levit_kernels::gemm::{self, Epilogue, GemmArgs};
+use levit_kernels::peak::{self, best_rate as time};
 use levit_kernels::{Activation, Isa};
-
-/// Best-of GFLOP/s: runs batches until `budget` is spent and keeps the fastest batch.
-fn time<F: FnMut()>(flops: f64, budget: Duration, mut f: F) -> f64 {
-    f();
-    let reps = ((2e8 / flops).ceil() as usize).max(1);
-    let start = Instant::now();
-    let mut best = f64::INFINITY;
-    while start.elapsed() < budget {
-        let t = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
-    }
-    flops / best / 1e9
-}
-
-#[cfg(target_arch = "x86_64")]
-mod peak {
-    use core::arch::x86_64::*;
-
-    /// 24 independent FMA chains of `iters` steps; returns a value so nothing folds.
-    #[target_feature(enable = "avx512f,fma")]
-    pub fn avx512(iters: usize) -> f32 {
-        let mut acc = [_mm512_set1_ps(0.0); 24];
-        let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-        // Literal indices keep every chain in a register (see gemm/avx512.rs).
-        macro_rules! step {
-            ($($i:literal)+) => { $( acc[$i] = _mm512_fmadd_ps(acc[$i], a, b); )+ };
-        }
-        for _ in 0..iters {
-            step!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23);
-        }
-        acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
-    }
-
-    /// 12 independent FMA chains of `iters` steps.
-    #[target_feature(enable = "avx2,fma")]
-    pub fn avx2(iters: usize) -> f32 {
-        let mut acc = [_mm256_set1_ps(0.0); 12];
-        let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-        macro_rules! step {
-            ($($i:literal)+) => { $( acc[$i] = _mm256_fmadd_ps(acc[$i], a, b); )+ };
-        }
-        for _ in 0..iters {
-            step!(0 1 2 3 4 5 6 7 8 9 10 11);
-        }
-        let mut s = [0.0f32; 8];
-        for x in acc {
-            let mut t = [0.0f32; 8];
-            // SAFETY: t holds 8 floats.
-            unsafe { _mm256_storeu_ps(t.as_mut_ptr(), x) };
-            for (s, t) in s.iter_mut().zip(t) {
-                *s += t;
-            }
-        }
-        s.iter().sum()
-    }
-}
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -90,25 +33,9 @@ fn main() {
     };
     let budget = Duration::from_millis(400);
 
-    #[cfg(target_arch = "x86_64")]
-    {
-        let iters = 1_000_000;
-        if Isa::Avx512.is_supported() {
-            let f = 24.0 * 16.0 * 2.0 * iters as f64;
-            let g = time(f, budget, || {
-                // SAFETY: AVX-512F + FMA checked just above.
-                black_box(unsafe { peak::avx512(black_box(iters)) });
-            });
-            println!("peak  avx512 FMA loop: {g:7.1} GFLOP/s");
-        }
-        if Isa::Avx2.is_supported() {
-            let f = 12.0 * 8.0 * 2.0 * iters as f64;
-            let g = time(f, budget, || {
-                // SAFETY: AVX2 + FMA checked by is_supported.
-                black_box(unsafe { peak::avx2(black_box(iters)) });
-            });
-            println!("peak  avx2   FMA loop: {g:7.1} GFLOP/s");
-        }
+    for isa in Isa::supported() {
+        let g = peak::fma_peak_gflops(isa, budget);
+        println!("peak  {:<8} FMA loop: {g:7.1} GFLOP/s", isa.name());
     }
 
     let mut seed = 1u32;

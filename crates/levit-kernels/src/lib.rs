@@ -22,6 +22,7 @@ pub mod conv;
 pub mod gemm;
 pub mod isa;
 pub mod parallel;
+pub mod peak;
 pub mod reduce;
 pub mod vecmath;
 
