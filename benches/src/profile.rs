@@ -1,0 +1,87 @@
+//! `--profile`: mean time per layer group (stem, each attention, each MLP, head) and
+//! per kernel kind, with each one's GMAC/s.
+
+use anyhow::Result;
+use levit::Engine;
+
+/// The profile group of a step label: `stem`, `stages.1.downsample.attn`,
+/// `stages.0.blocks.2.mlp`, `head`; `None` for bookkeeping steps.
+fn profile_group(label: &str) -> Option<String> {
+    if label.starts_with("tap.") {
+        return None;
+    }
+    if label.starts_with("stem") {
+        return Some("stem".into());
+    }
+    if label.starts_with("head") {
+        return Some("head".into());
+    }
+    for part in [".attn", ".mlp"] {
+        if let Some(i) = label.find(part) {
+            return Some(label[..i + part.len()].to_string());
+        }
+    }
+    Some(label.to_string())
+}
+
+/// Runs `iters` profiled inferences and prints time per layer group.
+pub fn print_profile(engine: &mut Engine, image: &[f32], iters: usize) -> Result<()> {
+    let plan = engine.model().plan().clone();
+    let mut nanos = vec![0u64; plan.steps.len()];
+    for _ in 0..iters {
+        engine.infer_profiled(image, &mut nanos)?;
+    }
+    let mut groups: Vec<(String, f64, u64)> = Vec::new();
+    let mut kinds = [
+        ("gemm", 0.0f64, 0u64),
+        ("attention", 0.0, 0),
+        ("stem conv", 0.0, 0),
+        ("other", 0.0, 0),
+    ];
+    for ((step, label), ns) in plan.steps.iter().zip(&plan.labels).zip(&nanos) {
+        let ms = *ns as f64 / 1e6 / iters as f64;
+        let kind = match step {
+            levit::graph::Step::Gemm { .. } => 0,
+            levit::graph::Step::Attention { .. } => 1,
+            levit::graph::Step::Conv { .. } => 2,
+            _ => 3,
+        };
+        kinds[kind].1 += ms;
+        kinds[kind].2 += step.macs();
+        let Some(group) = profile_group(label) else {
+            continue;
+        };
+        match groups.last_mut() {
+            Some(g) if g.0 == group => {
+                g.1 += ms;
+                g.2 += step.macs();
+            }
+            _ => groups.push((group, ms, step.macs())),
+        }
+    }
+    let total: f64 = groups.iter().map(|g| g.1).sum();
+    println!("\nper-layer profile (mean over {iters} runs, {total:.3} ms total)");
+    print_table(
+        "layer",
+        groups.iter().map(|(n, ms, macs)| (n.as_str(), *ms, *macs)),
+        total,
+    );
+    print_table("by kernel", kinds, total);
+    Ok(())
+}
+
+/// A header row, then `name ms % GMAC/s` for each `(name, ms, macs)`.
+fn print_table<'a>(title: &str, rows: impl IntoIterator<Item = (&'a str, f64, u64)>, total: f64) {
+    println!("{title:<32} {:>9} {:>6} {:>9}", "ms", "%", "GMAC/s");
+    for (name, ms, macs) in rows {
+        let rate = if ms > 0.0 {
+            macs as f64 / 1e6 / ms
+        } else {
+            0.0
+        };
+        println!(
+            "{name:<32} {ms:>9.3} {:>5.1}% {rate:>9.1}",
+            100.0 * ms / total
+        );
+    }
+}
