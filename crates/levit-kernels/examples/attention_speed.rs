@@ -1,7 +1,7 @@
 //! Single-thread attention throughput on LeViT-384-like shapes, per supported path and
 //! for the scalar reference.
 //!
-//! `cargo run --release -p levit-kernels --example attention_speed`
+//! `cargo run --release -p levit-kernels --example attention_speed [-- H D Dv nq nk]...`
 //!
 //! FLOPs counted: `2·H·nq·nk·(key_dim + val_dim)` (the two matrix products).
 
@@ -24,15 +24,30 @@ fn time<F: FnMut()>(budget: Duration, mut f: F) -> f64 {
 }
 
 fn main() {
-    // (heads, key_dim, val_dim, nq, nk)
-    let shapes = [
-        (6, 32, 64, 196, 196),
-        (9, 32, 64, 49, 49),
-        (12, 32, 64, 16, 16),
-        (12, 32, 128, 49, 196),
-        (24, 32, 128, 16, 49),
-        (4, 16, 32, 196, 196),
-    ];
+    // (heads, key_dim, val_dim, nq, nk): LeViT-384's, then LeViT-128S's attentions,
+    // or the shapes given on the command line (five numbers each).
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("H D Dv nq nk"))
+        .collect();
+    let shapes: Vec<_> = if args.is_empty() {
+        vec![
+            (6, 32, 64, 196, 196),
+            (12, 32, 128, 49, 196),
+            (9, 32, 64, 49, 49),
+            (24, 32, 128, 16, 49),
+            (12, 32, 64, 16, 16),
+            (4, 16, 32, 196, 196),
+            (8, 16, 64, 49, 196),
+            (6, 16, 32, 49, 49),
+            (16, 16, 64, 16, 49),
+            (8, 16, 32, 16, 16),
+        ]
+    } else {
+        args.chunks(5)
+            .map(|c| (c[0], c[1], c[2], c[3], c[4]))
+            .collect()
+    };
     let mut seed = 7u32;
     let mut rnd = move || {
         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -83,6 +98,20 @@ fn main() {
                 attention::attention(isa, &args, black_box(&mut out), &mut scratch)
             });
             line += &format!("  {isa} {:6.1} us {:5.1} GF/s", t * 1e6, flops / t / 1e9);
+            // Cold bias: in a model the gathered bias table of each block is read once
+            // per inference, from L3 or memory; rotate over copies larger than L3.
+            let copies = (64 << 20) / (bias.len() * 4) + 1;
+            let cold: Vec<Vec<f32>> = (0..copies).map(|_| bias.clone()).collect();
+            let mut next = 0;
+            let t = time(budget, || {
+                let args = AttentionArgs {
+                    bias: &cold[next],
+                    ..args
+                };
+                next = (next + 1) % copies;
+                attention::attention(isa, &args, black_box(&mut out), &mut scratch)
+            });
+            line += &format!(" (cold bias {:6.1} us)", t * 1e6);
         }
         let t = time(budget, || {
             attention::reference::attention(&args, black_box(&mut out), &mut scratch)

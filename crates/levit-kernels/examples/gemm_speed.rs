@@ -66,6 +66,20 @@ fn main() {
             };
             let g = time(flops, budget, || gemm::gemm(isa, &args, black_box(&mut c)));
             line += &format!("  {isa} {g:6.1}");
+            // Cold B: rotate over copies of the weights totalling more than L3, as in a
+            // full model whose weights do not stay cached between layers.
+            let copies = (256 << 20) / (packed.len() * 4) + 1;
+            let cold: Vec<Vec<f32>> = (0..copies).map(|_| packed.clone()).collect();
+            let mut next = 0;
+            let g = time(flops, budget, || {
+                let args = GemmArgs {
+                    b: &cold[next],
+                    ..args
+                };
+                next = (next + 1) % copies;
+                gemm::gemm(isa, &args, black_box(&mut c))
+            });
+            line += &format!(" (cold B {g:6.1})");
         }
         println!("{line}  GFLOP/s");
     }

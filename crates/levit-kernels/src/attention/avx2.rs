@@ -165,18 +165,35 @@ macro_rules! scores_fn {
                         )+
                     }
                 }
+                // Scores are `acc * scale + bias` with one rounding (FMA); only the
+                // last block has padded keys (masked bias loads, -inf scores).
+                let full = c + 16 <= s.nk;
                 let m0 = mask(s.nk.saturating_sub(c).min(8));
                 let m1 = mask(s.nk.saturating_sub(c + 8).min(8));
                 $(
-                    // SAFETY: the bias loads read only keys < nk of the row; probs row r
-                    // holds nkp floats.
+                    // SAFETY: the bias loads read only keys < nk of the row (full blocks
+                    // end at c + 16 <= nk; the last one is masked); probs row r holds
+                    // nkp floats. Prefetches never fault.
                     unsafe {
-                        let b0 = _mm256_maskload_ps(s.bias[$r].wrapping_add(c), m0);
-                        let b1 = _mm256_maskload_ps(s.bias[$r].wrapping_add(c + 8), m1);
-                        let s0 = _mm256_add_ps(_mm256_mul_ps(acc[$r][0], scale), b0);
-                        let s1 = _mm256_add_ps(_mm256_mul_ps(acc[$r][1], scale), b1);
-                        let s0 = _mm256_blendv_ps(neg_inf, s0, _mm256_castsi256_ps(m0));
-                        let s1 = _mm256_blendv_ps(neg_inf, s1, _mm256_castsi256_ps(m1));
+                        // Fetch the next block's bias rows (see avx512.rs).
+                        let ahead = s.bias[$r].wrapping_add(QB * s.nk + c);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+                        let bias = s.bias[$r].wrapping_add(c);
+                        let (s0, s1) = if full {
+                            (
+                                _mm256_fmadd_ps(acc[$r][0], scale, _mm256_loadu_ps(bias)),
+                                _mm256_fmadd_ps(acc[$r][1], scale, _mm256_loadu_ps(bias.add(8))),
+                            )
+                        } else {
+                            let b0 = _mm256_maskload_ps(bias, m0);
+                            let b1 = _mm256_maskload_ps(bias.wrapping_add(8), m1);
+                            let s0 = _mm256_fmadd_ps(acc[$r][0], scale, b0);
+                            let s1 = _mm256_fmadd_ps(acc[$r][1], scale, b1);
+                            (
+                                _mm256_blendv_ps(neg_inf, s0, _mm256_castsi256_ps(m0)),
+                                _mm256_blendv_ps(neg_inf, s1, _mm256_castsi256_ps(m1)),
+                            )
+                        };
                         _mm256_storeu_ps(s.probs.add($r * s.nkp + c), s0);
                         _mm256_storeu_ps(s.probs.add($r * s.nkp + c + 8), s1);
                         vmax[$r] = _mm256_max_ps(vmax[$r], _mm256_max_ps(s0, s1));

@@ -3,8 +3,10 @@
 //! Per head, K is transposed once into scratch (`kt[d][m]`, keys padded with zeros to
 //! a multiple of 32) so scores are a small register-tiled GEMM: blocks of up to
 //! [`QB`] = 4 query rows x 32 keys (2 zmm) = 8 accumulators, `key_dim` FMA steps.
-//! Scores get `*scale`, then `+bias` (the reference's order), padded keys become
-//! `-inf`, and the row max is kept on the fly. The softmax exponentiates in place with
+//! Scores are `acc * scale + bias` in one FMA (the reference rounds twice; the
+//! difference is within the tests' bound), padded keys become `-inf`, and the row
+//! max is kept on the fly. The bias rows of the next block are prefetched: the table
+//! is read once per inference, so it streams from L3 or memory. The softmax exponentiates in place with
 //! the vectorised `exp`; then `p·V` runs over the 4 rows x up to 4 zmm of `val_dim`
 //! (16 accumulators; V rows are read in place, the last vector of a row with a lane
 //! mask), divides by the sum, applies the activation and stores head-major.
@@ -154,18 +156,37 @@ macro_rules! scores_fn {
                         )+
                     }
                 }
+                // Scores are `acc * scale + bias` with one rounding (FMA). Only the
+                // last block has padded keys: it masks the bias loads and sets those
+                // scores to -inf.
+                let full = c + 32 <= s.nk;
                 let m0 = mask(s.nk.saturating_sub(c).min(16));
                 let m1 = mask(s.nk.saturating_sub(c + 16).min(16));
                 $(
-                    // SAFETY: the bias loads read only keys < nk of the row; probs row r
-                    // holds nkp floats.
+                    // SAFETY: the bias loads read only keys < nk of the row (full blocks
+                    // end at c + 32 <= nk; the last one is masked); probs row r holds
+                    // nkp floats. Prefetches never fault.
                     unsafe {
-                        let b0 = _mm512_maskz_loadu_ps(m0, s.bias[$r].wrapping_add(c));
-                        let b1 = _mm512_maskz_loadu_ps(m1, s.bias[$r].wrapping_add(c + 16));
-                        let s0 = _mm512_add_ps(_mm512_mul_ps(acc[$r][0], scale), b0);
-                        let s1 = _mm512_add_ps(_mm512_mul_ps(acc[$r][1], scale), b1);
-                        let s0 = _mm512_mask_blend_ps(m0, neg_inf, s0);
-                        let s1 = _mm512_mask_blend_ps(m1, neg_inf, s1);
+                        // The bias table is read once per inference, so it comes from
+                        // L3 or memory: fetch the next block's rows (the following QB*nk
+                        // floats of the table) while this block computes.
+                        let ahead = s.bias[$r].wrapping_add(QB * s.nk + c);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16) as *const i8);
+                        let bias = s.bias[$r].wrapping_add(c);
+                        let (s0, s1) = if full {
+                            (
+                                _mm512_fmadd_ps(acc[$r][0], scale, _mm512_loadu_ps(bias)),
+                                _mm512_fmadd_ps(acc[$r][1], scale, _mm512_loadu_ps(bias.add(16))),
+                            )
+                        } else {
+                            let b0 = _mm512_maskz_loadu_ps(m0, bias);
+                            let b1 = _mm512_maskz_loadu_ps(m1, bias.wrapping_add(16));
+                            (
+                                _mm512_mask_blend_ps(m0, neg_inf, _mm512_fmadd_ps(acc[$r][0], scale, b0)),
+                                _mm512_mask_blend_ps(m1, neg_inf, _mm512_fmadd_ps(acc[$r][1], scale, b1)),
+                            )
+                        };
                         _mm512_storeu_ps(s.probs.add($r * s.nkp + c), s0);
                         _mm512_storeu_ps(s.probs.add($r * s.nkp + c + 16), s1);
                         vmax[$r] = _mm512_max_ps(vmax[$r], _mm512_max_ps(s0, s1));
