@@ -1,17 +1,14 @@
-//! `--profile`: mean time per layer group (stem, each attention, each MLP, head) and
+//! `--profile`: mean time per layer group (each stem conv, each attention, each MLP, head) and
 //! per kernel kind, with each one's GMAC/s.
 
 use anyhow::Result;
 use levit::Engine;
 
-/// The profile group of a step label: `stem`, `stages.1.downsample.attn`,
+/// The profile group of a step label: each stem conv (`stem.0` ..), `stages.1.downsample.attn`,
 /// `stages.0.blocks.2.mlp`, `head`; `None` for bookkeeping steps.
 fn profile_group(label: &str) -> Option<String> {
     if label.starts_with("tap.") {
         return None;
-    }
-    if label.starts_with("stem") {
-        return Some("stem".into());
     }
     if label.starts_with("head") {
         return Some("head".into());

@@ -23,6 +23,7 @@ fn time<F: FnMut()>(mut f: F) -> f64 {
 fn main() {
     for (layout, cin, hw) in [
         (ImageLayout::Chw, 3, 224),
+        (ImageLayout::Hwc, 16, 112),
         (ImageLayout::Hwc, 48, 112),
         (ImageLayout::Hwc, 96, 56),
         (ImageLayout::Hwc, 192, 28),

@@ -4,7 +4,6 @@ use std::ops::Range;
 
 use levit_graph::{BufRange, ImageSource, Step, Tap};
 use levit_kernels::attention::AttentionArgs;
-use levit_kernels::conv;
 use levit_kernels::gemm::GemmArgs;
 use levit_kernels::parallel::{self, Executor};
 use levit_kernels::reduce;
@@ -117,7 +116,7 @@ fn conv(
     };
     let row_len = conv_row_len(step);
     for rows in conv_blocks(step) {
-        conv::im2col_3x3_s2_rows(image, *layout, *geometry, rows.clone(), cols);
+        parallel::im2col_3x3_s2_rows(image, *layout, *geometry, rows.clone(), cols, exec);
         let args = conv_block_args(model, step, &rows, cols);
         parallel::gemm(model.isa, &args, &mut out[rows.start * row_len..], exec);
     }

@@ -104,6 +104,14 @@ fn im2col_hwc(input: &[f32], g: ConvGeometry, oy_rows: core::ops::Range<usize>, 
             let row = &mut cols[((oy - first) * wout + ox) * k..][..k];
             for ky in 0..3 {
                 let iy = (oy * 2 + ky).wrapping_sub(1);
+                let left = (ox * 2).wrapping_sub(1);
+                if iy < g.hin && left < g.win && left + 2 < g.win {
+                    // The three taps of this kernel row are adjacent pixels, so in HWC
+                    // they are one run of 3*cin floats: a single copy.
+                    row[ky * 3 * cin..][..3 * cin]
+                        .copy_from_slice(&input[(iy * g.win + left) * cin..][..3 * cin]);
+                    continue;
+                }
                 for kx in 0..3 {
                     let ix = (ox * 2 + kx).wrapping_sub(1);
                     let dst = &mut row[(ky * 3 + kx) * cin..][..cin];
@@ -121,8 +129,7 @@ fn im2col_hwc(input: &[f32], g: ConvGeometry, oy_rows: core::ops::Range<usize>, 
 
 fn im2col_chw(input: &[f32], g: ConvGeometry, oy_rows: core::ops::Range<usize>, cols: &mut [f32]) {
     let (cin, k, wout, win) = (g.cin, g.k(), g.wout(), g.win);
-    // 2*(wout-1) <= win-1 always; the right tap 2*ox+1 exists unless it is == win.
-    let right_ok = |ox: usize| 2 * ox + 1 < win;
+    let plane = g.hin * win;
     let first = oy_rows.start;
     for oy in oy_rows {
         let out = &mut cols[(oy - first) * wout * k..][..wout * k];
@@ -134,19 +141,49 @@ fn im2col_chw(input: &[f32], g: ConvGeometry, oy_rows: core::ops::Range<usize>, 
                 }
                 continue;
             }
-            for c in 0..cin {
-                let src = &input[(c * g.hin + iy) * win..][..win];
-                let taps = &mut out[ky * 3 * cin + c..];
-                // ox = 0: the left tap is padding.
-                taps[0] = 0.0;
-                taps[cin] = src[0];
-                taps[2 * cin] = if right_ok(0) { src[1] } else { 0.0 };
-                for ox in 1..wout {
-                    let t = &mut taps[ox * k..][..2 * cin + 1];
-                    let x = 2 * ox;
-                    t[0] = src[x - 1];
-                    t[cin] = src[x];
-                    t[2 * cin] = if right_ok(ox) { src[x + 1] } else { 0.0 };
+            // Input row iy of every channel starts at `input[c*plane + iy*win]`. Each
+            // output pixel gets this kernel row's 3*cin taps as one contiguous run
+            // (ordered kx, then c), so the writes stream through `cols` once.
+            let rows = &input[iy * win..];
+            if cin == 3 {
+                // The RGB stem: the same loop with the three channel rows hoisted, so the
+                // interior pixels run without bounds checks.
+                let c0 = &rows[..win];
+                let c1 = &rows[plane..][..win];
+                let c2 = &rows[2 * plane..][..win];
+                for ox in 0..wout {
+                    let taps = &mut out[ox * k + ky * 9..][..9];
+                    let left = (ox * 2).wrapping_sub(1);
+                    if left < win && left + 2 < win {
+                        let (a, b, c) = (&c0[left..][..3], &c1[left..][..3], &c2[left..][..3]);
+                        taps.copy_from_slice(&[
+                            a[0], b[0], c[0], a[1], b[1], c[1], a[2], b[2], c[2],
+                        ]);
+                        continue;
+                    }
+                    for (kx, t) in taps.chunks_exact_mut(3).enumerate() {
+                        let ix = (ox * 2 + kx).wrapping_sub(1);
+                        if ix >= win {
+                            t.fill(0.0);
+                        } else {
+                            t.copy_from_slice(&[c0[ix], c1[ix], c2[ix]]);
+                        }
+                    }
+                }
+                continue;
+            }
+            for ox in 0..wout {
+                let taps = &mut out[ox * k + ky * 3 * cin..][..3 * cin];
+                for (kx, taps) in taps.chunks_exact_mut(cin).enumerate() {
+                    // `wrapping_sub` turns -1 into usize::MAX, caught by the same test.
+                    let ix = (ox * 2 + kx).wrapping_sub(1);
+                    if ix >= win {
+                        taps.fill(0.0);
+                    } else {
+                        for (c, t) in taps.iter_mut().enumerate() {
+                            *t = rows[c * plane + ix];
+                        }
+                    }
                 }
             }
         }

@@ -13,6 +13,7 @@ use core::ops::Range;
 pub use pool::SpinPool;
 
 use crate::attention::{self, AttentionArgs};
+use crate::conv::{self, ConvGeometry, ImageLayout};
 use crate::gemm::{self, GemmArgs};
 use crate::{panels, Isa};
 
@@ -98,6 +99,43 @@ pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
         // `check` proved large enough). Tasks get disjoint row or panel ranges, so
         // no element is touched by two tasks, and `c` outlives `exec.run`.
         unsafe { gemm::gemm_block_raw(isa, args, ptr, len, rows, cols) };
+    });
+}
+
+/// [`conv::im2col_3x3_s2_rows`] split over `exec`'s threads by output image rows.
+/// Identical to the single-threaded call (it is a copy).
+///
+/// # Panics
+/// As [`conv::im2col_3x3_s2_rows`].
+pub fn im2col_3x3_s2_rows(
+    input: &[f32],
+    layout: ImageLayout,
+    g: ConvGeometry,
+    oy_rows: Range<usize>,
+    cols: &mut [f32],
+    exec: &dyn Executor,
+) {
+    let tasks = exec.width().min(oy_rows.len());
+    let row_len = g.wout() * g.k();
+    if tasks <= 1 || row_len == 0 {
+        return conv::im2col_3x3_s2_rows(input, layout, g, oy_rows, cols);
+    }
+    assert!(
+        cols.len() >= oy_rows.len() * row_len,
+        "im2col: column buffer too short"
+    );
+    let out = SharedOut(cols.as_mut_ptr(), oy_rows.len() * row_len);
+    exec.run(tasks, &|i| {
+        let part = split_range(oy_rows.len(), tasks, 1, i);
+        let (ptr, _) = out.get();
+        // SAFETY: task `i` writes the column rows of image rows `part` (disjoint
+        // across tasks, inside the `oy_rows.len() * row_len` floats asserted above) of
+        // the exclusive borrow `cols`, which outlives `exec.run`.
+        let mine = unsafe {
+            core::slice::from_raw_parts_mut(ptr.add(part.start * row_len), part.len() * row_len)
+        };
+        let rows = oy_rows.start + part.start..oy_rows.start + part.end;
+        conv::im2col_3x3_s2_rows(input, layout, g, rows, mine);
     });
 }
 
