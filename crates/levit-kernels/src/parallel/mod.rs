@@ -185,7 +185,32 @@ pub fn attention_scratch_len(shape: &attention::AttentionShape, threads: usize) 
 
 #[cfg(test)]
 mod tests {
-    use super::split_range;
+    use super::*;
+
+    #[test]
+    fn split_im2col_equals_the_single_threaded_one() {
+        let pool = SpinPool::new(3).unwrap();
+        for (layout, cin, hw) in [(ImageLayout::Chw, 3, 23), (ImageLayout::Hwc, 5, 14)] {
+            let g = ConvGeometry {
+                cin,
+                hin: hw,
+                win: hw + 1,
+            };
+            let input: Vec<f32> = (0..g.input_len()).map(|i| i as f32 * 0.5 - 7.0).collect();
+            for rows in [0..g.hout(), 1..2, 2..g.hout() - 1] {
+                let len = rows.len() * g.wout() * g.k();
+                let mut want = vec![f32::NAN; len];
+                conv::im2col_3x3_s2_rows(&input, layout, g, rows.clone(), &mut want);
+                let mut got = vec![f32::NAN; len];
+                im2col_3x3_s2_rows(&input, layout, g, rows.clone(), &mut got, &pool);
+                assert_eq!(
+                    got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "{layout:?} rows {rows:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn split_range_covers_everything_once_with_aligned_cuts() {
