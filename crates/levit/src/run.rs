@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use levit_graph::{BufRange, ImageSource, Step, Tap};
 use levit_kernels::attention::AttentionArgs;
+use levit_kernels::conv::ConvWeights;
 use levit_kernels::gemm::GemmArgs;
 use levit_kernels::parallel::{self, Executor};
 use levit_kernels::reduce;
@@ -59,15 +60,9 @@ fn conv_blocks(step: &Step) -> impl Iterator<Item = Range<usize>> {
         .map(move |start| start..(start + block).min(hout))
 }
 
-/// The GEMM of one conv block: its column matrix times the packed conv weights.
-fn conv_block_args<'a>(
-    model: &'a Model,
-    step: &Step,
-    rows: &Range<usize>,
-    cols: &'a [f32],
-) -> GemmArgs<'a> {
+/// The weights of a conv step.
+fn conv_weights<'a>(model: &'a Model, step: &Step) -> ConvWeights<'a> {
     let Step::Conv {
-        geometry,
         weight,
         bias,
         epilogue,
@@ -75,31 +70,18 @@ fn conv_block_args<'a>(
         ..
     } = step
     else {
-        unreachable!("conv_block_args on a non-conv step");
+        unreachable!("conv_weights on a non-conv step");
     };
-    GemmArgs {
-        m: rows.len() * geometry.wout(),
-        k: geometry.k(),
-        n: *cout,
-        a: cols,
-        lda: geometry.k(),
-        a_rows: None,
-        b: model.weight(*weight),
+    ConvWeights {
+        weight: model.weight(*weight),
         bias: model.weight(*bias),
-        ldc: *cout,
+        cout: *cout,
         epilogue: *epilogue,
     }
 }
 
-/// Output floats per image row of a conv step.
-fn conv_row_len(step: &Step) -> usize {
-    match step {
-        Step::Conv { geometry, cout, .. } => geometry.wout() * cout,
-        _ => 0,
-    }
-}
-
-/// Runs a conv step block by block: im2col of a few output rows, then their GEMM.
+/// Runs a conv step block by block (a few output image rows at a time, so the column
+/// matrix stays in cache), each block split over `exec`'s threads.
 fn conv(
     model: &Model,
     step: &Step,
@@ -114,11 +96,13 @@ fn conv(
     else {
         unreachable!("conv on a non-conv step");
     };
-    let row_len = conv_row_len(step);
+    let weights = conv_weights(model, step);
+    let row_len = geometry.wout() * weights.cout;
     for rows in conv_blocks(step) {
-        parallel::im2col_3x3_s2_rows(image, *layout, *geometry, rows.clone(), cols, exec);
-        let args = conv_block_args(model, step, &rows, cols);
-        parallel::gemm(model.isa, &args, &mut out[rows.start * row_len..], exec);
+        let out = &mut out[rows.start * row_len..rows.end * row_len];
+        parallel::conv_3x3_s2_rows(
+            model.isa, image, *layout, *geometry, &weights, rows, cols, out, exec,
+        );
     }
 }
 
@@ -252,10 +236,15 @@ pub(crate) fn check_plan(model: &Model) -> Result<()> {
                 {
                     return Err(fail(i, "conv buffers too small or overlapping".into()));
                 }
+                let weights = conv_weights(model, step);
+                let row_len = geometry.wout() * weights.cout;
                 for rows in conv_blocks(step) {
-                    let args = conv_block_args(model, step, &rows, &zeros[..cols.len]);
-                    let c_len = out.len.saturating_sub(rows.start * conv_row_len(step));
-                    args.check(c_len).map_err(|e| fail(i, e))?;
+                    let m = rows.len() * geometry.wout();
+                    let args = weights.gemm_args(*geometry, m, &zeros[..cols.len]);
+                    if out.len < rows.end * row_len {
+                        return Err(fail(i, "conv output too small".into()));
+                    }
+                    args.check(rows.len() * row_len).map_err(|e| fail(i, e))?;
                 }
             }
             Step::Gemm { a, c, .. } => {

@@ -5,6 +5,9 @@
 //! conv weights in. A GEMM of it with the packed weights yields the output in
 //! `[oy*ow + ox, cout]` layout, i.e. channels-last, which is also LeViT's token layout.
 
+use crate::gemm::{self, Epilogue, GemmArgs};
+use crate::Isa;
+
 /// Memory layout of the image fed to [`im2col_3x3_s2`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageLayout {
@@ -50,6 +53,58 @@ impl ConvGeometry {
     /// Floats in the input image.
     pub const fn input_len(&self) -> usize {
         self.cin * self.hin * self.win
+    }
+}
+
+/// Weights and epilogue of one convolution, for [`conv_3x3_s2_rows`].
+#[derive(Clone, Copy, Debug)]
+pub struct ConvWeights<'a> {
+    /// Packed `[9*cin, cout]` GEMM panels, K in `(ky, kx, ci)` order.
+    pub weight: &'a [f32],
+    /// Bias, `cout` floats.
+    pub bias: &'a [f32],
+    /// Output channels.
+    pub cout: usize,
+    /// Fused epilogue (bias and activation).
+    pub epilogue: Epilogue,
+}
+
+/// Output image rows `oy_rows` of the convolution: im2col of those rows into `cols`,
+/// then their GEMM into `out`, which holds just those rows (`[rows*wout, cout]`).
+///
+/// # Panics
+/// If a buffer is shorter than the geometry needs (checked at plan time).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_3x3_s2_rows(
+    isa: Isa,
+    input: &[f32],
+    layout: ImageLayout,
+    g: ConvGeometry,
+    w: &ConvWeights,
+    oy_rows: core::ops::Range<usize>,
+    cols: &mut [f32],
+    out: &mut [f32],
+) {
+    let m = oy_rows.len() * g.wout();
+    im2col_3x3_s2_rows(input, layout, g, oy_rows, cols);
+    gemm::gemm(isa, &w.gemm_args(g, m, cols), out);
+}
+
+impl ConvWeights<'_> {
+    /// The GEMM of `m` column rows held in `cols`.
+    pub fn gemm_args<'a>(&'a self, g: ConvGeometry, m: usize, cols: &'a [f32]) -> GemmArgs<'a> {
+        GemmArgs {
+            m,
+            k: g.k(),
+            n: self.cout,
+            a: cols,
+            lda: g.k(),
+            a_rows: None,
+            b: self.weight,
+            bias: self.bias,
+            ldc: self.cout,
+            epilogue: self.epilogue,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use core::ops::Range;
 pub use pool::SpinPool;
 
 use crate::attention::{self, AttentionArgs};
-use crate::conv::{self, ConvGeometry, ImageLayout};
+use crate::conv::{self, ConvGeometry, ConvWeights, ImageLayout};
 use crate::gemm::{self, GemmArgs};
 use crate::{panels, Isa};
 
@@ -87,12 +87,16 @@ pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
     } else {
         threads.min(args.m.div_ceil(12))
     };
+    // Balance first: equal panel counts (pairs when they divide evenly, so every task
+    // keeps the widest tile), and rows cut without alignment (the driver balances
+    // its row tiles inside any range). Cutting 6 panels into pairs would give 4+2.
+    let panel_align = if np.is_multiple_of(2 * tasks) { 2 } else { 1 };
     let out = SharedOut(c.as_mut_ptr(), c.len());
     exec.run(tasks, &|i| {
         let (rows, cols) = if by_panels {
-            (0..args.m, split_range(np, tasks, 2, i))
+            (0..args.m, split_range(np, tasks, panel_align, i))
         } else {
-            (split_range(args.m, tasks, 12, i), 0..np)
+            (split_range(args.m, tasks, 1, i), 0..np)
         };
         let (ptr, len) = out.get();
         // SAFETY: `out` is the exclusive borrow `c` (valid for `c.len()` floats, which
@@ -102,40 +106,59 @@ pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
     });
 }
 
-/// [`conv::im2col_3x3_s2_rows`] split over `exec`'s threads by output image rows.
-/// Identical to the single-threaded call (it is a copy).
+/// [`conv::conv_3x3_s2_rows`] split over `exec`'s threads by output image rows: each
+/// task builds the column rows of its image rows in its own part of `cols` and runs
+/// their GEMM, so the column matrix never crosses cores. `out` holds the output of
+/// `oy_rows` only. Bit-identical to the single-threaded call.
 ///
 /// # Panics
-/// As [`conv::im2col_3x3_s2_rows`].
-pub fn im2col_3x3_s2_rows(
+/// As [`conv::conv_3x3_s2_rows`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv_3x3_s2_rows(
+    isa: Isa,
     input: &[f32],
     layout: ImageLayout,
     g: ConvGeometry,
+    w: &ConvWeights,
     oy_rows: Range<usize>,
     cols: &mut [f32],
+    out: &mut [f32],
     exec: &dyn Executor,
 ) {
     let tasks = exec.width().min(oy_rows.len());
-    let row_len = g.wout() * g.k();
-    if tasks <= 1 || row_len == 0 {
-        return conv::im2col_3x3_s2_rows(input, layout, g, oy_rows, cols);
+    if tasks <= 1 {
+        // Too few image rows to share: copy on this thread, split the GEMM.
+        let m = oy_rows.len() * g.wout();
+        conv::im2col_3x3_s2_rows(input, layout, g, oy_rows, cols);
+        return gemm(isa, &w.gemm_args(g, m, cols), out, exec);
     }
+    let (cols_row, out_row) = (g.wout() * g.k(), g.wout() * w.cout);
     assert!(
-        cols.len() >= oy_rows.len() * row_len,
-        "im2col: column buffer too short"
+        cols.len() >= oy_rows.len() * cols_row && out.len() >= oy_rows.len() * out_row,
+        "conv: column or output buffer too short"
     );
-    let out = SharedOut(cols.as_mut_ptr(), oy_rows.len() * row_len);
+    let cols = SharedOut(cols.as_mut_ptr(), oy_rows.len() * cols_row);
+    let out = SharedOut(out.as_mut_ptr(), oy_rows.len() * out_row);
     exec.run(tasks, &|i| {
         let part = split_range(oy_rows.len(), tasks, 1, i);
-        let (ptr, _) = out.get();
-        // SAFETY: task `i` writes the column rows of image rows `part` (disjoint
-        // across tasks, inside the `oy_rows.len() * row_len` floats asserted above) of
-        // the exclusive borrow `cols`, which outlives `exec.run`.
-        let mine = unsafe {
-            core::slice::from_raw_parts_mut(ptr.add(part.start * row_len), part.len() * row_len)
+        let ((cols, _), (out, _)) = (cols.get(), out.get());
+        // SAFETY: task `i` gets the column rows and output rows of image rows `part`:
+        // disjoint across tasks and inside the lengths asserted above, of exclusive
+        // borrows that outlive `exec.run`.
+        let (cols, out) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(
+                    cols.add(part.start * cols_row),
+                    part.len() * cols_row,
+                ),
+                core::slice::from_raw_parts_mut(
+                    out.add(part.start * out_row),
+                    part.len() * out_row,
+                ),
+            )
         };
         let rows = oy_rows.start + part.start..oy_rows.start + part.end;
-        conv::im2col_3x3_s2_rows(input, layout, g, rows, mine);
+        conv::conv_3x3_s2_rows(isa, input, layout, g, w, rows, cols, out);
     });
 }
 
@@ -188,21 +211,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn split_im2col_equals_the_single_threaded_one() {
+    fn split_conv_equals_the_single_threaded_one() {
+        use crate::{gemm::Epilogue, Activation};
         let pool = SpinPool::new(3).unwrap();
-        for (layout, cin, hw) in [(ImageLayout::Chw, 3, 23), (ImageLayout::Hwc, 5, 14)] {
+        let isa = Isa::supported()[0];
+        for (layout, cin, hw, cout) in
+            [(ImageLayout::Chw, 3, 23, 16), (ImageLayout::Hwc, 5, 14, 20)]
+        {
             let g = ConvGeometry {
                 cin,
                 hin: hw,
                 win: hw + 1,
             };
-            let input: Vec<f32> = (0..g.input_len()).map(|i| i as f32 * 0.5 - 7.0).collect();
+            let input: Vec<f32> = (0..g.input_len())
+                .map(|i| (i % 17) as f32 * 0.25 - 2.0)
+                .collect();
+            let b: Vec<f32> = (0..g.k() * cout)
+                .map(|i| (i % 13) as f32 * 0.1 - 0.6)
+                .collect();
+            let weight = crate::gemm::pack_b(&b, g.k(), cout);
+            let bias: Vec<f32> = (0..cout).map(|i| i as f32 * 0.01).collect();
+            let w = ConvWeights {
+                weight: &weight,
+                bias: &bias,
+                cout,
+                epilogue: Epilogue::BiasAct(Activation::HardSwish),
+            };
             for rows in [0..g.hout(), 1..2, 2..g.hout() - 1] {
-                let len = rows.len() * g.wout() * g.k();
-                let mut want = vec![f32::NAN; len];
-                conv::im2col_3x3_s2_rows(&input, layout, g, rows.clone(), &mut want);
-                let mut got = vec![f32::NAN; len];
-                im2col_3x3_s2_rows(&input, layout, g, rows.clone(), &mut got, &pool);
+                let (n_cols, n_out) = (rows.len() * g.wout() * g.k(), rows.len() * g.wout() * cout);
+                let mut want = vec![f32::NAN; n_out];
+                let mut cols = vec![f32::NAN; n_cols];
+                conv::conv_3x3_s2_rows(
+                    isa,
+                    &input,
+                    layout,
+                    g,
+                    &w,
+                    rows.clone(),
+                    &mut cols,
+                    &mut want,
+                );
+                let mut got = vec![f32::NAN; n_out];
+                conv_3x3_s2_rows(
+                    isa,
+                    &input,
+                    layout,
+                    g,
+                    &w,
+                    rows.clone(),
+                    &mut cols,
+                    &mut got,
+                    &pool,
+                );
                 assert_eq!(
                     got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                     want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
