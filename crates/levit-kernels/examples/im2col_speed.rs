@@ -5,8 +5,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use levit_kernels::conv::{im2col_3x3_s2, ConvGeometry, ImageLayout};
+use levit_kernels::conv::{
+    conv_3x3_s2_rows, im2col_3x3_s2, ConvGeometry, ConvWeights, ImageLayout,
+};
+use levit_kernels::gemm::{self, Epilogue};
 use levit_kernels::reduce::mean_rows;
+use levit_kernels::{Activation, Isa};
 
 fn time<F: FnMut()>(mut f: F) -> f64 {
     f();
@@ -41,6 +45,48 @@ fn main() {
             "im2col {layout:?} cin={cin:3} {hw}x{hw}: {:7.1} us ({gbs:5.1} GB/s written)",
             t * 1e6
         );
+    }
+    // The first (RGB) convolution, whole image, per path.
+    for cout in [16, 48] {
+        let g = ConvGeometry {
+            cin: 3,
+            hin: 224,
+            win: 224,
+        };
+        let input: Vec<f32> = (0..g.input_len())
+            .map(|i| (i % 255) as f32 / 255.0)
+            .collect();
+        let b: Vec<f32> = (0..g.k() * cout).map(|i| (i % 7) as f32 * 0.1).collect();
+        let weight = gemm::pack_b(&b, g.k(), cout);
+        let bias = vec![0.1; cout];
+        let w = ConvWeights {
+            weight: &weight,
+            bias: &bias,
+            cout,
+            epilogue: Epilogue::BiasAct(Activation::HardSwish),
+        };
+        let mut cols = vec![0.0; g.cols_len()];
+        let mut out = vec![0.0; g.hout() * g.wout() * cout];
+        let macs = (g.hout() * g.wout() * g.k() * cout) as f64;
+        for isa in Isa::supported() {
+            let t = time(|| {
+                conv_3x3_s2_rows(
+                    isa,
+                    &input,
+                    ImageLayout::Chw,
+                    g,
+                    &w,
+                    0..g.hout(),
+                    &mut cols,
+                    black_box(&mut out),
+                )
+            });
+            println!(
+                "conv 3->{cout} 224x224 {isa}: {:7.1} us ({:5.1} GMAC/s)",
+                t * 1e6,
+                macs / t / 1e9
+            );
+        }
     }
     for (rows, ch) in [(16, 768), (16, 384), (49, 1024)] {
         let x: Vec<f32> = (0..rows * ch).map(|i| i as f32).collect();

@@ -5,7 +5,7 @@
 //! conv weights in. A GEMM of it with the packed weights yields the output in
 //! `[oy*ow + ox, cout]` layout, i.e. channels-last, which is also LeViT's token layout.
 
-use crate::gemm::{self, Epilogue, GemmArgs};
+use crate::gemm::{self, Epilogue, GemmArgs, TapsArgs};
 use crate::Isa;
 
 /// Memory layout of the image fed to [`im2col_3x3_s2`].
@@ -85,9 +85,78 @@ pub fn conv_3x3_s2_rows(
     cols: &mut [f32],
     out: &mut [f32],
 ) {
+    if layout == ImageLayout::Chw && g.cin <= MAX_TAP_CIN && TapsArgs::supported(isa) {
+        return conv_rows_from_taps(isa, input, g, w, oy_rows, cols, out);
+    }
     let m = oy_rows.len() * g.wout();
     im2col_3x3_s2_rows(input, layout, g, oy_rows, cols);
     gemm::gemm(isa, &w.gemm_args(g, m, cols), out);
+}
+
+/// Widest `Chw` image the tap-table path takes (the RGB stem has 3 channels).
+const MAX_TAP_CIN: usize = 4;
+
+/// [`conv_3x3_s2_rows`] for a `Chw` image without im2col: per output row, the
+/// `3*cin` input rows it reads are copied, zero-padded, into `scratch`
+/// (`[ky][c][2*wout + 1]`, column 0 and the tail are padding), and a tap-table GEMM
+/// reads each pixel's `9*cin` taps from there: output pixel `ox`, tap `(ky, kx, c)`
+/// is `scratch[(ky*cin + c)*wp + kx + 2*ox]`. Bit-identical to the im2col path (same
+/// FMA chain per output, same epilogue).
+fn conv_rows_from_taps(
+    isa: Isa,
+    input: &[f32],
+    g: ConvGeometry,
+    w: &ConvWeights,
+    oy_rows: core::ops::Range<usize>,
+    scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    let (cin, wout, win) = (g.cin, g.wout(), g.win);
+    let wp = 2 * wout + 1;
+    let padded = &mut scratch[..3 * cin * wp];
+    let mut koff = [0u32; 9 * MAX_TAP_CIN];
+    for ky in 0..3 {
+        for kx in 0..3 {
+            for c in 0..cin {
+                koff[(ky * 3 + kx) * cin + c] = ((ky * cin + c) * wp + kx) as u32;
+            }
+        }
+    }
+    let first = oy_rows.start;
+    for oy in oy_rows {
+        for ky in 0..3 {
+            let iy = (oy * 2 + ky).wrapping_sub(1);
+            for c in 0..cin {
+                let row = &mut padded[(ky * cin + c) * wp..][..wp];
+                if iy >= g.hin {
+                    row.fill(0.0);
+                    continue;
+                }
+                // Column j holds input column j - 1; past the image reads as zero.
+                let src = &input[(c * g.hin + iy) * win..][..win];
+                let n = win.min(wp - 1);
+                row[0] = 0.0;
+                row[1..=n].copy_from_slice(&src[..n]);
+                row[n + 1..].fill(0.0);
+            }
+        }
+        let args = TapsArgs {
+            m: wout,
+            k: g.k(),
+            n: w.cout,
+            a: padded,
+            koff: &koff[..g.k()],
+            b: w.weight,
+            bias: w.bias,
+            ldc: w.cout,
+            epilogue: w.epilogue,
+        };
+        gemm::gemm_taps(
+            isa,
+            &args,
+            &mut out[(oy - first) * wout * w.cout..][..wout * w.cout],
+        );
+    }
 }
 
 impl ConvWeights<'_> {
@@ -339,6 +408,71 @@ mod tests {
                         "{layout:?} {start}..{end}"
                     );
                     start = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tap_path_is_bit_identical_to_im2col_and_gemm() {
+        use crate::Activation;
+        let isas: Vec<Isa> = Isa::supported()
+            .into_iter()
+            .filter(|&i| TapsArgs::supported(i))
+            .collect();
+        // Odd and even widths, 1..4 channels, 1..3 panels with a partial last one.
+        for (cin, hin, win, cout) in [
+            (3, 224, 224, 48),
+            (3, 9, 23, 16),
+            (1, 5, 6, 7),
+            (4, 8, 3, 33),
+        ] {
+            let g = ConvGeometry { cin, hin, win };
+            let input: Vec<f32> = (0..g.input_len())
+                .map(|i| ((i * 7919) % 101) as f32 * 0.02 - 1.0)
+                .collect();
+            let b: Vec<f32> = (0..g.k() * cout)
+                .map(|i| ((i * 104_729) % 97) as f32 * 0.01 - 0.5)
+                .collect();
+            let weight = gemm::pack_b(&b, g.k(), cout);
+            let bias: Vec<f32> = (0..cout).map(|i| i as f32 * 0.03 - 0.4).collect();
+            for epilogue in [
+                Epilogue::BiasAct(Activation::HardSwish),
+                Epilogue::BiasResidual,
+            ] {
+                let w = ConvWeights {
+                    weight: &weight,
+                    bias: &bias,
+                    cout,
+                    epilogue,
+                };
+                for &isa in &isas {
+                    let rows = 0..g.hout();
+                    let m = rows.len() * g.wout();
+                    let start: Vec<f32> = (0..m * cout).map(|i| (i % 5) as f32 - 2.0).collect();
+                    let mut cols = vec![f32::NAN; g.cols_len()];
+                    im2col_3x3_s2(&input, ImageLayout::Chw, g, &mut cols);
+                    let mut want = start.clone();
+                    gemm::gemm(isa, &w.gemm_args(g, m, &cols), &mut want);
+                    let mut got = start.clone();
+                    let mut scratch = vec![f32::NAN; g.cols_len()];
+                    conv_3x3_s2_rows(
+                        isa,
+                        &input,
+                        ImageLayout::Chw,
+                        g,
+                        &w,
+                        rows,
+                        &mut scratch,
+                        &mut got,
+                    );
+                    for (j, (x, y)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            x.to_bits(),
+                            y.to_bits(),
+                            "{isa} cin {cin} {hin}x{win} cout {cout} at {j}"
+                        );
+                    }
                 }
             }
         }

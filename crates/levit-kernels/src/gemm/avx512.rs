@@ -153,3 +153,113 @@ tile_fn!(t9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
 tile_fn!(t10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
 tile_fn!(t11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
 tile_fn!(t12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);
+
+/// A tile whose A values come from a tap table (`gemm::gemm_taps`): row `r`'s `k`-th
+/// value is `a[koff[k] + 2r]`.
+pub(crate) struct TapTile {
+    pub(crate) a: *const f32,
+    pub(crate) koff: *const u32,
+    pub(crate) b: *const f32,
+    pub(crate) panel_stride: usize,
+    pub(crate) k: usize,
+    pub(crate) bias: *const f32,
+    pub(crate) c: *mut f32,
+    pub(crate) ldc: usize,
+    pub(crate) cols: usize,
+    pub(crate) epilogue: Epilogue,
+}
+
+/// Runs one `mr x np` tap tile.
+///
+/// # Safety
+/// As [`run_tile`], with `a[koff[kk] + 2r]` readable for `kk < k`, `r < mr`.
+pub(crate) unsafe fn run_tap_tile(mr: usize, np: usize, t: &TapTile) {
+    macro_rules! dispatch {
+        ($(($m:literal, $f1:ident, $f2:ident)),* $(,)?) => {
+            match (mr, np) {
+                // SAFETY: forwarded from this function's contract.
+                $(($m, 1) => unsafe { $f1(t) }, ($m, 2) => unsafe { $f2(t) },)*
+                _ => unreachable!("tap tile {mr}x{np}"),
+            }
+        };
+    }
+    dispatch!(
+        (1, k1x1, k1x2),
+        (2, k2x1, k2x2),
+        (3, k3x1, k3x2),
+        (4, k4x1, k4x2),
+        (5, k5x1, k5x2),
+        (6, k6x1, k6x2),
+        (7, k7x1, k7x2),
+        (8, k8x1, k8x2),
+        (9, k9x1, k9x2),
+        (10, k10x1, k10x2),
+        (11, k11x1, k11x2),
+        (12, k12x1, k12x2),
+    )
+}
+
+/// The tap-table twin of `tile_fn!`: one base pointer plus a per-`k` offset, so the
+/// 12 broadcasts of a `k` step use one address register with constant displacements.
+macro_rules! tap_tile_fn {
+    ($name:ident, $np:literal, $ps:tt, [$($r:literal)+]) => {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,fma")]
+        unsafe fn $name(t: &TapTile) {
+            const R: usize = [$($r),+].len();
+            debug_assert!(t.cols >= 1 && t.cols <= $np * 16 && t.cols > ($np - 1) * 16);
+            let mut acc = [[_mm512_setzero_ps(); $np]; R];
+            let (b, stride) = (t.b, t.panel_stride);
+            for kk in 0..t.k {
+                // SAFETY: `t.b` holds `np` panels of `t.k * 16` floats `stride` apart;
+                // `koff` holds `t.k` offsets and `a[koff[kk] + 2r]` is readable for
+                // r < mr (TapTile contract); kk < t.k.
+                unsafe {
+                    let mut bv = [_mm512_setzero_ps(); $np];
+                    for (p, bv) in bv.iter_mut().enumerate() {
+                        *bv = _mm512_loadu_ps(b.add(p * stride + kk * 16));
+                    }
+                    let a = t.a.add(*t.koff.add(kk) as usize);
+                    $( fma_row!(acc, bv, _mm512_set1_ps(*a.add(2 * $r)), $r, $ps); )+
+                }
+            }
+            let mut masks = [0 as __mmask16; $np];
+            let mut bias = [_mm512_setzero_ps(); $np];
+            for p in 0..$np {
+                masks[p] = mask(t.cols.saturating_sub(p * 16).min(16));
+                let panel_bias = t.bias.wrapping_add(p * 16);
+                // SAFETY: the mask covers only columns < cols, which `t.bias` holds.
+                bias[p] = unsafe { _mm512_maskz_loadu_ps(masks[p], panel_bias) };
+            }
+            let act = match t.epilogue {
+                Epilogue::BiasAct(act) => Some(act),
+                Epilogue::BiasResidual => None,
+            };
+            $( store_row!(t, acc, bias, masks, act, $r, $ps); )+
+        }
+    };
+}
+
+tap_tile_fn!(k1x1, 1, [0], [0]);
+tap_tile_fn!(k2x1, 1, [0], [0 1]);
+tap_tile_fn!(k3x1, 1, [0], [0 1 2]);
+tap_tile_fn!(k4x1, 1, [0], [0 1 2 3]);
+tap_tile_fn!(k5x1, 1, [0], [0 1 2 3 4]);
+tap_tile_fn!(k6x1, 1, [0], [0 1 2 3 4 5]);
+tap_tile_fn!(k7x1, 1, [0], [0 1 2 3 4 5 6]);
+tap_tile_fn!(k8x1, 1, [0], [0 1 2 3 4 5 6 7]);
+tap_tile_fn!(k9x1, 1, [0], [0 1 2 3 4 5 6 7 8]);
+tap_tile_fn!(k10x1, 1, [0], [0 1 2 3 4 5 6 7 8 9]);
+tap_tile_fn!(k11x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10]);
+tap_tile_fn!(k12x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10 11]);
+tap_tile_fn!(k1x2, 2, [0 1], [0]);
+tap_tile_fn!(k2x2, 2, [0 1], [0 1]);
+tap_tile_fn!(k3x2, 2, [0 1], [0 1 2]);
+tap_tile_fn!(k4x2, 2, [0 1], [0 1 2 3]);
+tap_tile_fn!(k5x2, 2, [0 1], [0 1 2 3 4]);
+tap_tile_fn!(k6x2, 2, [0 1], [0 1 2 3 4 5]);
+tap_tile_fn!(k7x2, 2, [0 1], [0 1 2 3 4 5 6]);
+tap_tile_fn!(k8x2, 2, [0 1], [0 1 2 3 4 5 6 7]);
+tap_tile_fn!(k9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
+tap_tile_fn!(k10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
+tap_tile_fn!(k11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
+tap_tile_fn!(k12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);

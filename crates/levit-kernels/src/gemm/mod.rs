@@ -74,22 +74,7 @@ impl GemmArgs<'_> {
         if m == 0 || n == 0 {
             return Ok(());
         }
-        if self.b.len() < packed_len(k, n) {
-            return Err(format!(
-                "packed B has {} floats, need {}",
-                self.b.len(),
-                packed_len(k, n)
-            ));
-        }
-        if self.bias.len() < n {
-            return Err(format!("bias has {} floats, need {n}", self.bias.len()));
-        }
-        if self.ldc < n || c_len < (m - 1) * self.ldc + n {
-            return Err(format!(
-                "output of {c_len} floats with ldc {} too small for {m}x{n}",
-                self.ldc
-            ));
-        }
+        check_b_and_c(m, k, n, self.b, self.bias, self.ldc, c_len)?;
         let max_row = match self.a_rows {
             Some(rows) => {
                 if rows.len() < m {
@@ -117,6 +102,34 @@ impl GemmArgs<'_> {
             None => i * self.lda,
         }
     }
+}
+
+/// The checks of B, bias and C shared by [`GemmArgs`] and [`TapsArgs`] (`m, n > 0`).
+fn check_b_and_c(
+    m: usize,
+    k: usize,
+    n: usize,
+    b: &[f32],
+    bias: &[f32],
+    ldc: usize,
+    c_len: usize,
+) -> Result<(), String> {
+    if b.len() < packed_len(k, n) {
+        return Err(format!(
+            "packed B has {} floats, need {}",
+            b.len(),
+            packed_len(k, n)
+        ));
+    }
+    if bias.len() < n {
+        return Err(format!("bias has {} floats, need {n}", bias.len()));
+    }
+    if ldc < n || c_len < (m - 1) * ldc + n {
+        return Err(format!(
+            "output of {c_len} floats with ldc {ldc} too small for {m}x{n}"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs the GEMM on the chosen path.
@@ -332,6 +345,110 @@ unsafe fn drive(
             i += mr;
         }
         p0 = p_end;
+    }
+}
+
+/// A GEMM whose left operand is read through a tap table instead of rows:
+/// `A[i][k] = a[koff[k] + 2*i]`. The first (RGB) convolution uses it to read its 27
+/// taps per output pixel straight from zero-padded image rows, with no im2col copy.
+#[derive(Clone, Copy, Debug)]
+pub struct TapsArgs<'a> {
+    /// Rows of the output (output pixels, stepping 2 floats through `a`).
+    pub m: usize,
+    /// Reduction length (`koff.len()`).
+    pub k: usize,
+    /// Columns of the output.
+    pub n: usize,
+    /// The padded image rows the taps read.
+    pub a: &'a [f32],
+    /// Offset in `a` of row 0's value `k`.
+    pub koff: &'a [u32],
+    /// Packed right operand, `[panels(n)][k][NR]`.
+    pub b: &'a [f32],
+    /// Bias, at least `n` long.
+    pub bias: &'a [f32],
+    /// Row stride of the output in f32.
+    pub ldc: usize,
+    /// Fused epilogue.
+    pub epilogue: Epilogue,
+}
+
+impl TapsArgs<'_> {
+    /// The paths with a tap-table kernel (others build im2col rows instead).
+    pub fn supported(isa: Isa) -> bool {
+        cfg!(target_arch = "x86_64") && isa == Isa::Avx512 && isa.is_supported()
+    }
+
+    /// Validates every index the kernel will touch for an output of `c_len` floats.
+    pub fn check(&self, c_len: usize) -> Result<(), String> {
+        let TapsArgs { m, k, n, .. } = *self;
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        if self.koff.len() < k {
+            return Err(format!(
+                "tap table has {} entries, need {k}",
+                self.koff.len()
+            ));
+        }
+        check_b_and_c(m, k, n, self.b, self.bias, self.ldc, c_len)?;
+        let last = self.koff[..k].iter().copied().max().unwrap_or(0) as usize + 2 * (m - 1);
+        if k > 0 && last >= self.a.len() {
+            return Err(format!("taps read a[{last}] of {} floats", self.a.len()));
+        }
+        Ok(())
+    }
+}
+
+/// Runs a [`TapsArgs`] GEMM on `isa`, which must be one [`TapsArgs::supported`] lists.
+///
+/// # Panics
+/// If the operands do not satisfy [`TapsArgs::check`] or `isa` has no tap kernel.
+pub fn gemm_taps(isa: Isa, args: &TapsArgs, c: &mut [f32]) {
+    assert!(TapsArgs::supported(isa), "gemm_taps: no {isa} kernel");
+    if let Err(e) = args.check(c.len()) {
+        panic!("gemm_taps called with inconsistent operands: {e}");
+    }
+    if args.m == 0 || args.n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let TapsArgs { m, k, n, ldc, .. } = *args;
+        let tiles = m.div_ceil(avx512::MR);
+        let (base, extra) = (m / tiles, m % tiles);
+        let np_total = crate::panels(n);
+        let mut i = 0;
+        for t in 0..tiles {
+            let mr = base + usize::from(t < extra);
+            let mut p = 0;
+            while p < np_total {
+                let np = avx512::NP.min(np_total - p);
+                let cols = n.min((p + np) * NR) - p * NR;
+                // SAFETY: `check` proved B holds panels(n) panels of k*NR floats, bias n
+                // floats, the output (m-1)*ldc + n floats and every tap of rows < m in
+                // `a`; rows i..i+mr < m and panels p..p+np < panels(n) are in bounds.
+                let tile = unsafe {
+                    avx512::TapTile {
+                        a: args.a.as_ptr().add(2 * i),
+                        koff: args.koff.as_ptr(),
+                        b: args.b.as_ptr().add(p * k * NR),
+                        panel_stride: k * NR,
+                        k,
+                        bias: args.bias.as_ptr().add(p * NR),
+                        c: c.as_mut_ptr().add(i * ldc + p * NR),
+                        ldc,
+                        cols,
+                        epilogue: args.epilogue,
+                    }
+                };
+                // SAFETY: the tile meets `TapTile`'s contract (above); mr <= MR, np <= NP;
+                // the AVX-512 path was checked by `supported`.
+                unsafe { avx512::run_tap_tile(mr, np, &tile) };
+                p += np;
+            }
+            i += mr;
+        }
     }
 }
 

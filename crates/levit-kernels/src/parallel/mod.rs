@@ -126,8 +126,11 @@ pub fn conv_3x3_s2_rows(
     exec: &dyn Executor,
 ) {
     let tasks = exec.width().min(oy_rows.len());
+    if exec.width() <= 1 {
+        return conv::conv_3x3_s2_rows(isa, input, layout, g, w, oy_rows, cols, out);
+    }
     if tasks <= 1 {
-        // Too few image rows to share: copy on this thread, split the GEMM.
+        // One image row for several threads: copy on this thread, split the GEMM.
         let m = oy_rows.len() * g.wout();
         conv::im2col_3x3_s2_rows(input, layout, g, oy_rows, cols);
         return gemm(isa, &w.gemm_args(g, m, cols), out, exec);
