@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use levit_kernels::conv::{
-    conv_3x3_s2_rows, im2col_3x3_s2, ConvGeometry, ConvWeights, ImageLayout,
+    conv_3x3_s2_rows, im2col_3x3_s2, ConvGeometry, ConvInput, ConvWeights, ImageLayout,
 };
 use levit_kernels::gemm::{self, Epilogue};
 use levit_kernels::reduce::mean_rows;
@@ -70,16 +70,12 @@ fn main() {
         let macs = (g.hout() * g.wout() * g.k() * cout) as f64;
         for isa in Isa::supported() {
             let t = time(|| {
-                conv_3x3_s2_rows(
-                    isa,
-                    &input,
-                    ImageLayout::Chw,
-                    g,
-                    &w,
-                    0..g.hout(),
-                    &mut cols,
-                    black_box(&mut out),
-                )
+                let src = ConvInput {
+                    image: &input,
+                    layout: ImageLayout::Chw,
+                    geometry: g,
+                };
+                conv_3x3_s2_rows(isa, &src, &w, 0..g.hout(), &mut cols, black_box(&mut out))
             });
             println!(
                 "conv 3->{cout} 224x224 {isa}: {:7.1} us ({:5.1} GMAC/s)",

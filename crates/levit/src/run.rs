@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use levit_graph::{BufRange, ImageSource, Step, Tap};
 use levit_kernels::attention::AttentionArgs;
-use levit_kernels::conv::ConvWeights;
+use levit_kernels::conv::{ConvInput, ConvWeights};
 use levit_kernels::gemm::GemmArgs;
 use levit_kernels::parallel::{self, Executor};
 use levit_kernels::reduce;
@@ -97,12 +97,15 @@ fn conv(
         unreachable!("conv on a non-conv step");
     };
     let weights = conv_weights(model, step);
+    let src = ConvInput {
+        image,
+        layout: *layout,
+        geometry: *geometry,
+    };
     let row_len = geometry.wout() * weights.cout;
     for rows in conv_blocks(step) {
         let out = &mut out[rows.start * row_len..rows.end * row_len];
-        parallel::conv_3x3_s2_rows(
-            model.isa, image, *layout, *geometry, &weights, rows, cols, out, exec,
-        );
+        parallel::conv_3x3_s2_rows(model.isa, &src, &weights, rows, cols, out, exec);
     }
 }
 

@@ -69,27 +69,37 @@ pub struct ConvWeights<'a> {
     pub epilogue: Epilogue,
 }
 
+/// The image a convolution reads.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvInput<'a> {
+    /// The pixels, [`ConvGeometry::input_len`] floats.
+    pub image: &'a [f32],
+    /// Their layout.
+    pub layout: ImageLayout,
+    /// The convolution's geometry.
+    pub geometry: ConvGeometry,
+}
+
 /// Output image rows `oy_rows` of the convolution: im2col of those rows into `cols`,
-/// then their GEMM into `out`, which holds just those rows (`[rows*wout, cout]`).
+/// then their GEMM into `out`, which holds just those rows (`[rows*wout, cout]`). A
+/// `Chw` image with few channels skips im2col where the path has a tap-table kernel.
 ///
 /// # Panics
 /// If a buffer is shorter than the geometry needs (checked at plan time).
-#[allow(clippy::too_many_arguments)]
 pub fn conv_3x3_s2_rows(
     isa: Isa,
-    input: &[f32],
-    layout: ImageLayout,
-    g: ConvGeometry,
+    src: &ConvInput,
     w: &ConvWeights,
     oy_rows: core::ops::Range<usize>,
     cols: &mut [f32],
     out: &mut [f32],
 ) {
-    if layout == ImageLayout::Chw && g.cin <= MAX_TAP_CIN && TapsArgs::supported(isa) {
-        return conv_rows_from_taps(isa, input, g, w, oy_rows, cols, out);
+    let g = src.geometry;
+    if src.layout == ImageLayout::Chw && g.cin <= MAX_TAP_CIN && TapsArgs::supported(isa) {
+        return conv_rows_from_taps(isa, src, w, oy_rows, cols, out);
     }
     let m = oy_rows.len() * g.wout();
-    im2col_3x3_s2_rows(input, layout, g, oy_rows, cols);
+    im2col_3x3_s2_rows(src.image, src.layout, g, oy_rows, cols);
     gemm::gemm(isa, &w.gemm_args(g, m, cols), out);
 }
 
@@ -104,13 +114,13 @@ const MAX_TAP_CIN: usize = 4;
 /// FMA chain per output, same epilogue).
 fn conv_rows_from_taps(
     isa: Isa,
-    input: &[f32],
-    g: ConvGeometry,
+    src: &ConvInput,
     w: &ConvWeights,
     oy_rows: core::ops::Range<usize>,
     scratch: &mut [f32],
     out: &mut [f32],
 ) {
+    let (input, g) = (src.image, src.geometry);
     let (cin, wout, win) = (g.cin, g.wout(), g.win);
     let wp = 2 * wout + 1;
     let padded = &mut scratch[..3 * cin * wp];
@@ -456,16 +466,12 @@ mod tests {
                     gemm::gemm(isa, &w.gemm_args(g, m, &cols), &mut want);
                     let mut got = start.clone();
                     let mut scratch = vec![f32::NAN; g.cols_len()];
-                    conv_3x3_s2_rows(
-                        isa,
-                        &input,
-                        ImageLayout::Chw,
-                        g,
-                        &w,
-                        rows,
-                        &mut scratch,
-                        &mut got,
-                    );
+                    let src = ConvInput {
+                        image: &input,
+                        layout: ImageLayout::Chw,
+                        geometry: g,
+                    };
+                    conv_3x3_s2_rows(isa, &src, &w, rows, &mut scratch, &mut got);
                     for (j, (x, y)) in got.iter().zip(&want).enumerate() {
                         assert_eq!(
                             x.to_bits(),

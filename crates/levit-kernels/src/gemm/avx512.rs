@@ -8,9 +8,7 @@
 //! tiles, e.g. 49 = 10+10+10+10+9, so there is no 1-row straggler). Partial column
 //! panels are computed in full (B is zero-padded) and stored with a lane mask.
 
-use core::arch::x86_64::*;
-
-use super::{Epilogue, Tile};
+use super::{Epilogue, RowPtrs, Taps, Tile};
 use crate::vecmath::avx512::{activate, mask};
 
 /// Tallest row tile.
@@ -18,47 +16,77 @@ pub(crate) const MR: usize = 12;
 /// Widest tile, in panels.
 pub(crate) const NP: usize = 2;
 
-/// Runs one `mr x np` tile.
-///
-/// # Safety
-/// The CPU must support AVX-512F/VL/DQ/BW + FMA; `t` must satisfy [`Tile`]'s contract
-/// with `1 <= mr <= MR`, `1 <= np <= NP`.
-pub(crate) unsafe fn run_tile(mr: usize, np: usize, t: &Tile) {
-    macro_rules! dispatch {
-        ($(($m:literal, $p:literal, $f:ident)),* $(,)?) => {
-            match (mr, np) {
-                // SAFETY: forwarded from this function's contract.
-                $(($m, $p) => unsafe { $f(t) },)*
-                _ => unreachable!("tile {mr}x{np}"),
+/// Generates a family of tile kernels for one kind of A operand (`$a`, read by the
+/// macro `$value!(a, kk, r)` after `$prepare!(t)`), and `run_tile` dispatching to them.
+macro_rules! tile_family {
+    ($a:ty, $prepare:ident, $value:ident) => {
+        use core::arch::x86_64::*;
+
+        use super::*;
+
+        /// Runs one `mr x np` tile.
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512F/VL/DQ/BW + FMA; `t` must satisfy [`Tile`]'s
+        /// contract with `1 <= mr <= MR`, `1 <= np <= NP`.
+        pub(crate) unsafe fn run_tile(mr: usize, np: usize, t: &Tile<$a>) {
+            // SAFETY: forwarded from this function's contract (every tile has the same).
+            unsafe {
+                match (mr, np) {
+                    (1, 1) => t1x1(t),
+                    (1, 2) => t1x2(t),
+                    (2, 1) => t2x1(t),
+                    (2, 2) => t2x2(t),
+                    (3, 1) => t3x1(t),
+                    (3, 2) => t3x2(t),
+                    (4, 1) => t4x1(t),
+                    (4, 2) => t4x2(t),
+                    (5, 1) => t5x1(t),
+                    (5, 2) => t5x2(t),
+                    (6, 1) => t6x1(t),
+                    (6, 2) => t6x2(t),
+                    (7, 1) => t7x1(t),
+                    (7, 2) => t7x2(t),
+                    (8, 1) => t8x1(t),
+                    (8, 2) => t8x2(t),
+                    (9, 1) => t9x1(t),
+                    (9, 2) => t9x2(t),
+                    (10, 1) => t10x1(t),
+                    (10, 2) => t10x2(t),
+                    (11, 1) => t11x1(t),
+                    (11, 2) => t11x2(t),
+                    (12, 1) => t12x1(t),
+                    (12, 2) => t12x2(t),
+                    _ => unreachable!("tile {mr}x{np}"),
+                }
             }
-        };
-    }
-    dispatch!(
-        (1, 1, t1x1),
-        (2, 1, t2x1),
-        (3, 1, t3x1),
-        (4, 1, t4x1),
-        (5, 1, t5x1),
-        (6, 1, t6x1),
-        (7, 1, t7x1),
-        (8, 1, t8x1),
-        (9, 1, t9x1),
-        (10, 1, t10x1),
-        (11, 1, t11x1),
-        (12, 1, t12x1),
-        (1, 2, t1x2),
-        (2, 2, t2x2),
-        (3, 2, t3x2),
-        (4, 2, t4x2),
-        (5, 2, t5x2),
-        (6, 2, t6x2),
-        (7, 2, t7x2),
-        (8, 2, t8x2),
-        (9, 2, t9x2),
-        (10, 2, t10x2),
-        (11, 2, t11x2),
-        (12, 2, t12x2),
-    )
+        }
+
+        tile_fn!($a, $prepare, $value, t1x1, 1, [0], [0]);
+        tile_fn!($a, $prepare, $value, t2x1, 1, [0], [0 1]);
+        tile_fn!($a, $prepare, $value, t3x1, 1, [0], [0 1 2]);
+        tile_fn!($a, $prepare, $value, t4x1, 1, [0], [0 1 2 3]);
+        tile_fn!($a, $prepare, $value, t5x1, 1, [0], [0 1 2 3 4]);
+        tile_fn!($a, $prepare, $value, t6x1, 1, [0], [0 1 2 3 4 5]);
+        tile_fn!($a, $prepare, $value, t7x1, 1, [0], [0 1 2 3 4 5 6]);
+        tile_fn!($a, $prepare, $value, t8x1, 1, [0], [0 1 2 3 4 5 6 7]);
+        tile_fn!($a, $prepare, $value, t9x1, 1, [0], [0 1 2 3 4 5 6 7 8]);
+        tile_fn!($a, $prepare, $value, t10x1, 1, [0], [0 1 2 3 4 5 6 7 8 9]);
+        tile_fn!($a, $prepare, $value, t11x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10]);
+        tile_fn!($a, $prepare, $value, t12x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10 11]);
+        tile_fn!($a, $prepare, $value, t1x2, 2, [0 1], [0]);
+        tile_fn!($a, $prepare, $value, t2x2, 2, [0 1], [0 1]);
+        tile_fn!($a, $prepare, $value, t3x2, 2, [0 1], [0 1 2]);
+        tile_fn!($a, $prepare, $value, t4x2, 2, [0 1], [0 1 2 3]);
+        tile_fn!($a, $prepare, $value, t5x2, 2, [0 1], [0 1 2 3 4]);
+        tile_fn!($a, $prepare, $value, t6x2, 2, [0 1], [0 1 2 3 4 5]);
+        tile_fn!($a, $prepare, $value, t7x2, 2, [0 1], [0 1 2 3 4 5 6]);
+        tile_fn!($a, $prepare, $value, t8x2, 2, [0 1], [0 1 2 3 4 5 6 7]);
+        tile_fn!($a, $prepare, $value, t9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
+        tile_fn!($a, $prepare, $value, t10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
+        tile_fn!($a, $prepare, $value, t11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
+        tile_fn!($a, $prepare, $value, t12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);
+    };
 }
 
 // The tiles are generated with every accumulator index a literal: with loops over a
@@ -93,23 +121,23 @@ macro_rules! store_row {
 }
 
 macro_rules! tile_fn {
-    ($name:ident, $np:literal, $ps:tt, [$($r:literal)+]) => {
+    ($a:ty, $prepare:ident, $value:ident, $name:ident, $np:literal, $ps:tt, [$($r:literal)+]) => {
         #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,fma")]
-        unsafe fn $name(t: &Tile) {
+        unsafe fn $name(t: &Tile<$a>) {
             const R: usize = [$($r),+].len();
             debug_assert!(t.cols >= 1 && t.cols <= $np * 16 && t.cols > ($np - 1) * 16);
             let mut acc = [[_mm512_setzero_ps(); $np]; R];
-            let a: [*const f32; R] = [$(t.a[$r]),+];
+            let a = $prepare!(t, [$($r)+]);
             let (b, stride) = (t.b, t.panel_stride);
             for kk in 0..t.k {
                 // SAFETY: `t.b` holds `np` panels of `t.k * 16` floats `stride` apart and
-                // each `a[r]` has `t.k` readable floats (Tile contract); kk < t.k.
+                // the A values of rows < mr at kk < t.k are readable (Tile contract).
                 unsafe {
                     let mut bv = [_mm512_setzero_ps(); $np];
                     for (p, bv) in bv.iter_mut().enumerate() {
                         *bv = _mm512_loadu_ps(b.add(p * stride + kk * 16));
                     }
-                    $( fma_row!(acc, bv, _mm512_set1_ps(*a[$r].add(kk)), $r, $ps); )+
+                    $( fma_row!(acc, bv, _mm512_set1_ps($value!(a, kk, $r)), $r, $ps); )+
                 }
             }
             let mut masks = [0 as __mmask16; $np];
@@ -129,137 +157,34 @@ macro_rules! tile_fn {
     };
 }
 
-tile_fn!(t1x1, 1, [0], [0]);
-tile_fn!(t2x1, 1, [0], [0 1]);
-tile_fn!(t3x1, 1, [0], [0 1 2]);
-tile_fn!(t4x1, 1, [0], [0 1 2 3]);
-tile_fn!(t5x1, 1, [0], [0 1 2 3 4]);
-tile_fn!(t6x1, 1, [0], [0 1 2 3 4 5]);
-tile_fn!(t7x1, 1, [0], [0 1 2 3 4 5 6]);
-tile_fn!(t8x1, 1, [0], [0 1 2 3 4 5 6 7]);
-tile_fn!(t9x1, 1, [0], [0 1 2 3 4 5 6 7 8]);
-tile_fn!(t10x1, 1, [0], [0 1 2 3 4 5 6 7 8 9]);
-tile_fn!(t11x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10]);
-tile_fn!(t12x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10 11]);
-tile_fn!(t1x2, 2, [0 1], [0]);
-tile_fn!(t2x2, 2, [0 1], [0 1]);
-tile_fn!(t3x2, 2, [0 1], [0 1 2]);
-tile_fn!(t4x2, 2, [0 1], [0 1 2 3]);
-tile_fn!(t5x2, 2, [0 1], [0 1 2 3 4]);
-tile_fn!(t6x2, 2, [0 1], [0 1 2 3 4 5]);
-tile_fn!(t7x2, 2, [0 1], [0 1 2 3 4 5 6]);
-tile_fn!(t8x2, 2, [0 1], [0 1 2 3 4 5 6 7]);
-tile_fn!(t9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
-tile_fn!(t10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
-tile_fn!(t11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
-tile_fn!(t12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);
-
-/// A tile whose A values come from a tap table (`gemm::gemm_taps`): row `r`'s `k`-th
-/// value is `a[koff[k] + 2r]`.
-pub(crate) struct TapTile {
-    pub(crate) a: *const f32,
-    pub(crate) koff: *const u32,
-    pub(crate) b: *const f32,
-    pub(crate) panel_stride: usize,
-    pub(crate) k: usize,
-    pub(crate) bias: *const f32,
-    pub(crate) c: *mut f32,
-    pub(crate) ldc: usize,
-    pub(crate) cols: usize,
-    pub(crate) epilogue: Epilogue,
+/// Row pointers, copied out of the tile so they stay in registers.
+macro_rules! rows_prepare {
+    ($t:ident, [$($r:literal)+]) => { [$($t.a[$r]),+] };
 }
-
-/// Runs one `mr x np` tap tile.
-///
-/// # Safety
-/// As [`run_tile`], with `a[koff[kk] + 2r]` readable for `kk < k`, `r < mr`.
-pub(crate) unsafe fn run_tap_tile(mr: usize, np: usize, t: &TapTile) {
-    macro_rules! dispatch {
-        ($(($m:literal, $f1:ident, $f2:ident)),* $(,)?) => {
-            match (mr, np) {
-                // SAFETY: forwarded from this function's contract.
-                $(($m, 1) => unsafe { $f1(t) }, ($m, 2) => unsafe { $f2(t) },)*
-                _ => unreachable!("tap tile {mr}x{np}"),
-            }
-        };
-    }
-    dispatch!(
-        (1, k1x1, k1x2),
-        (2, k2x1, k2x2),
-        (3, k3x1, k3x2),
-        (4, k4x1, k4x2),
-        (5, k5x1, k5x2),
-        (6, k6x1, k6x2),
-        (7, k7x1, k7x2),
-        (8, k8x1, k8x2),
-        (9, k9x1, k9x2),
-        (10, k10x1, k10x2),
-        (11, k11x1, k11x2),
-        (12, k12x1, k12x2),
-    )
+macro_rules! rows_value {
+    ($a:ident, $kk:ident, $r:literal) => {
+        *$a[$r].add($kk)
+    };
 }
-
-/// The tap-table twin of `tile_fn!`: one base pointer plus a per-`k` offset, so the
-/// 12 broadcasts of a `k` step use one address register with constant displacements.
-macro_rules! tap_tile_fn {
-    ($name:ident, $np:literal, $ps:tt, [$($r:literal)+]) => {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,fma")]
-        unsafe fn $name(t: &TapTile) {
-            const R: usize = [$($r),+].len();
-            debug_assert!(t.cols >= 1 && t.cols <= $np * 16 && t.cols > ($np - 1) * 16);
-            let mut acc = [[_mm512_setzero_ps(); $np]; R];
-            let (b, stride) = (t.b, t.panel_stride);
-            for kk in 0..t.k {
-                // SAFETY: `t.b` holds `np` panels of `t.k * 16` floats `stride` apart;
-                // `koff` holds `t.k` offsets and `a[koff[kk] + 2r]` is readable for
-                // r < mr (TapTile contract); kk < t.k.
-                unsafe {
-                    let mut bv = [_mm512_setzero_ps(); $np];
-                    for (p, bv) in bv.iter_mut().enumerate() {
-                        *bv = _mm512_loadu_ps(b.add(p * stride + kk * 16));
-                    }
-                    let a = t.a.add(*t.koff.add(kk) as usize);
-                    $( fma_row!(acc, bv, _mm512_set1_ps(*a.add(2 * $r)), $r, $ps); )+
-                }
-            }
-            let mut masks = [0 as __mmask16; $np];
-            let mut bias = [_mm512_setzero_ps(); $np];
-            for p in 0..$np {
-                masks[p] = mask(t.cols.saturating_sub(p * 16).min(16));
-                let panel_bias = t.bias.wrapping_add(p * 16);
-                // SAFETY: the mask covers only columns < cols, which `t.bias` holds.
-                bias[p] = unsafe { _mm512_maskz_loadu_ps(masks[p], panel_bias) };
-            }
-            let act = match t.epilogue {
-                Epilogue::BiasAct(act) => Some(act),
-                Epilogue::BiasResidual => None,
-            };
-            $( store_row!(t, acc, bias, masks, act, $r, $ps); )+
-        }
+/// One base pointer and the tap table: each `k` step loads one offset, then the rows'
+/// broadcasts share one address register with constant displacements.
+macro_rules! taps_prepare {
+    ($t:ident, [$($r:literal)+]) => {
+        $t.a
+    };
+}
+macro_rules! taps_value {
+    ($a:ident, $kk:ident, $r:literal) => {
+        *$a.base.add(*$a.koff.add($kk) as usize + 2 * $r)
     };
 }
 
-tap_tile_fn!(k1x1, 1, [0], [0]);
-tap_tile_fn!(k2x1, 1, [0], [0 1]);
-tap_tile_fn!(k3x1, 1, [0], [0 1 2]);
-tap_tile_fn!(k4x1, 1, [0], [0 1 2 3]);
-tap_tile_fn!(k5x1, 1, [0], [0 1 2 3 4]);
-tap_tile_fn!(k6x1, 1, [0], [0 1 2 3 4 5]);
-tap_tile_fn!(k7x1, 1, [0], [0 1 2 3 4 5 6]);
-tap_tile_fn!(k8x1, 1, [0], [0 1 2 3 4 5 6 7]);
-tap_tile_fn!(k9x1, 1, [0], [0 1 2 3 4 5 6 7 8]);
-tap_tile_fn!(k10x1, 1, [0], [0 1 2 3 4 5 6 7 8 9]);
-tap_tile_fn!(k11x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10]);
-tap_tile_fn!(k12x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10 11]);
-tap_tile_fn!(k1x2, 2, [0 1], [0]);
-tap_tile_fn!(k2x2, 2, [0 1], [0 1]);
-tap_tile_fn!(k3x2, 2, [0 1], [0 1 2]);
-tap_tile_fn!(k4x2, 2, [0 1], [0 1 2 3]);
-tap_tile_fn!(k5x2, 2, [0 1], [0 1 2 3 4]);
-tap_tile_fn!(k6x2, 2, [0 1], [0 1 2 3 4 5]);
-tap_tile_fn!(k7x2, 2, [0 1], [0 1 2 3 4 5 6]);
-tap_tile_fn!(k8x2, 2, [0 1], [0 1 2 3 4 5 6 7]);
-tap_tile_fn!(k9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
-tap_tile_fn!(k10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
-tap_tile_fn!(k11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
-tap_tile_fn!(k12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);
+/// Kernels reading A rows in place (`GemmArgs`).
+pub(crate) mod rows {
+    tile_family!(RowPtrs, rows_prepare, rows_value);
+}
+
+/// Kernels reading A through a tap table (`TapsArgs`).
+pub(crate) mod taps {
+    tile_family!(Taps, taps_prepare, taps_value);
+}

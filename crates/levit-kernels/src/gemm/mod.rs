@@ -222,16 +222,29 @@ const B_CHUNK_BYTES: usize = 384 * 1024;
 /// Tallest row tile of any path.
 const MAX_MR: usize = 12;
 
-/// One micro-kernel call: rows `a[..mr]` times `np` consecutive panels.
+/// A rows of a tile: row `r`'s values are `a[r][0..k]`.
+pub(crate) type RowPtrs = [*const f32; MAX_MR];
+
+/// A values of a tile read through a tap table: row `r`'s `k`-th value is
+/// `base[koff[k] + 2r]` (see [`TapsArgs`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Taps {
+    pub(crate) base: *const f32,
+    pub(crate) koff: *const u32,
+}
+
+/// One micro-kernel call: `mr` rows of A (`a`) times `np` consecutive panels.
 ///
-/// Contract (what `run_tile` may assume):
-/// - `a[r]` for `r < mr` points to `k` readable floats (the A row of tile row `r`);
+/// Contract (what a tile kernel may assume):
+/// - the A values of rows `r < mr` and `k` steps `kk < k` are readable (`RowPtrs`:
+///   `a[r]` points to `k` floats; `Taps`: `base[koff[kk] + 2r]`, `koff` has `k`
+///   entries);
 /// - `b` points to `np` panels of `k * NR` readable floats, `panel_stride` apart;
 /// - `bias` points to `cols` readable floats, with `(np-1)*NR < cols <= np*NR`;
 /// - for `r < mr`, `c + r*ldc` points to `cols` floats that the kernel may read and
 ///   write and that nothing else accesses meanwhile.
-pub(crate) struct Tile {
-    pub(crate) a: [*const f32; MAX_MR],
+pub(crate) struct Tile<A = RowPtrs> {
+    pub(crate) a: A,
     pub(crate) b: *const f32,
     pub(crate) panel_stride: usize,
     pub(crate) k: usize,
@@ -262,7 +275,7 @@ impl Kernel {
             Isa::Avx512 => Kernel {
                 mr: avx512::MR,
                 np: avx512::NP,
-                run: avx512::run_tile,
+                run: avx512::rows::run_tile,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Kernel {
@@ -429,9 +442,11 @@ pub fn gemm_taps(isa: Isa, args: &TapsArgs, c: &mut [f32]) {
                 // floats, the output (m-1)*ldc + n floats and every tap of rows < m in
                 // `a`; rows i..i+mr < m and panels p..p+np < panels(n) are in bounds.
                 let tile = unsafe {
-                    avx512::TapTile {
-                        a: args.a.as_ptr().add(2 * i),
-                        koff: args.koff.as_ptr(),
+                    Tile {
+                        a: Taps {
+                            base: args.a.as_ptr().add(2 * i),
+                            koff: args.koff.as_ptr(),
+                        },
                         b: args.b.as_ptr().add(p * k * NR),
                         panel_stride: k * NR,
                         k,
@@ -442,9 +457,9 @@ pub fn gemm_taps(isa: Isa, args: &TapsArgs, c: &mut [f32]) {
                         epilogue: args.epilogue,
                     }
                 };
-                // SAFETY: the tile meets `TapTile`'s contract (above); mr <= MR, np <= NP;
+                // SAFETY: the tile meets `Tile`'s contract (above); mr <= MR, np <= NP;
                 // the AVX-512 path was checked by `supported`.
-                unsafe { avx512::run_tap_tile(mr, np, &tile) };
+                unsafe { avx512::taps::run_tile(mr, np, &tile) };
                 p += np;
             }
             i += mr;

@@ -13,7 +13,7 @@ use core::ops::Range;
 pub use pool::SpinPool;
 
 use crate::attention::{self, AttentionArgs};
-use crate::conv::{self, ConvGeometry, ConvWeights, ImageLayout};
+use crate::conv::{self, ConvInput, ConvWeights};
 use crate::gemm::{self, GemmArgs};
 use crate::{panels, Isa};
 
@@ -113,26 +113,24 @@ pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
 ///
 /// # Panics
 /// As [`conv::conv_3x3_s2_rows`].
-#[allow(clippy::too_many_arguments)]
 pub fn conv_3x3_s2_rows(
     isa: Isa,
-    input: &[f32],
-    layout: ImageLayout,
-    g: ConvGeometry,
+    src: &ConvInput,
     w: &ConvWeights,
     oy_rows: Range<usize>,
     cols: &mut [f32],
     out: &mut [f32],
     exec: &dyn Executor,
 ) {
+    let g = src.geometry;
     let tasks = exec.width().min(oy_rows.len());
     if exec.width() <= 1 {
-        return conv::conv_3x3_s2_rows(isa, input, layout, g, w, oy_rows, cols, out);
+        return conv::conv_3x3_s2_rows(isa, src, w, oy_rows, cols, out);
     }
     if tasks <= 1 {
         // One image row for several threads: copy on this thread, split the GEMM.
         let m = oy_rows.len() * g.wout();
-        conv::im2col_3x3_s2_rows(input, layout, g, oy_rows, cols);
+        conv::im2col_3x3_s2_rows(src.image, src.layout, g, oy_rows, cols);
         return gemm(isa, &w.gemm_args(g, m, cols), out, exec);
     }
     let (cols_row, out_row) = (g.wout() * g.k(), g.wout() * w.cout);
@@ -161,7 +159,7 @@ pub fn conv_3x3_s2_rows(
             )
         };
         let rows = oy_rows.start + part.start..oy_rows.start + part.end;
-        conv::conv_3x3_s2_rows(isa, input, layout, g, w, rows, cols, out);
+        conv::conv_3x3_s2_rows(isa, src, w, rows, cols, out);
     });
 }
 
@@ -215,6 +213,7 @@ mod tests {
 
     #[test]
     fn split_conv_equals_the_single_threaded_one() {
+        use crate::conv::{ConvGeometry, ImageLayout};
         use crate::{gemm::Epilogue, Activation};
         let pool = SpinPool::new(3).unwrap();
         let isa = Isa::supported()[0];
@@ -242,30 +241,16 @@ mod tests {
             };
             for rows in [0..g.hout(), 1..2, 2..g.hout() - 1] {
                 let (n_cols, n_out) = (rows.len() * g.wout() * g.k(), rows.len() * g.wout() * cout);
+                let src = ConvInput {
+                    image: &input,
+                    layout,
+                    geometry: g,
+                };
                 let mut want = vec![f32::NAN; n_out];
                 let mut cols = vec![f32::NAN; n_cols];
-                conv::conv_3x3_s2_rows(
-                    isa,
-                    &input,
-                    layout,
-                    g,
-                    &w,
-                    rows.clone(),
-                    &mut cols,
-                    &mut want,
-                );
+                conv::conv_3x3_s2_rows(isa, &src, &w, rows.clone(), &mut cols, &mut want);
                 let mut got = vec![f32::NAN; n_out];
-                conv_3x3_s2_rows(
-                    isa,
-                    &input,
-                    layout,
-                    g,
-                    &w,
-                    rows.clone(),
-                    &mut cols,
-                    &mut got,
-                    &pool,
-                );
+                conv_3x3_s2_rows(isa, &src, &w, rows.clone(), &mut cols, &mut got, &pool);
                 assert_eq!(
                     got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                     want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
