@@ -13,9 +13,12 @@
 //! - output columns are split into chunks of panels whose packed B fits in about
 //!   half of L2 (`B_CHUNK_BYTES`), so B is streamed from L2, not memory, once per
 //!   row tile;
-//! - inside a chunk, rows are cut into balanced tiles of at most `MR` rows (49 rows
-//!   with `MR = 12` become 10+10+10+10+9), and each row tile sweeps the chunk's panels
-//!   with its A rows hot in L1/L2.
+//! - inside a chunk, rows are cut into balanced tiles of at most `MR` rows (196 rows
+//!   with `MR = 12` become 12x4 + 11x13), and each row tile sweeps the chunk's panels
+//!   with its A rows hot in L1/L2;
+//! - a call of at most `WIDE_MAX_ROWS` rows uses the path's wide tiles if it has
+//!   them (AVX-512: 6 rows x 4 panels; 49 rows become 6x4 + 5x5): with few rows the
+//!   weights stream from memory once and more panel streams in flight fetch them faster.
 //!
 //! Each output element is one FMA chain over `k = 0..K` in order starting from 0,
 //! whatever tile or block computes it, so a path's results do not depend on how the
@@ -259,8 +262,13 @@ pub(crate) struct Tile<A = RowPtrs> {
 struct Kernel {
     mr: usize,
     np: usize,
+    /// Tile limits for calls of at most [`WIDE_MAX_ROWS`] rows, if the path has them.
+    wide: Option<(usize, usize)>,
     run: unsafe fn(usize, usize, &Tile),
 }
+
+/// Calls with at most this many rows use the path's wide tiles (see `avx512.rs`).
+const WIDE_MAX_ROWS: usize = 64;
 
 impl Kernel {
     /// # Panics
@@ -275,17 +283,20 @@ impl Kernel {
             Isa::Avx512 => Kernel {
                 mr: avx512::MR,
                 np: avx512::NP,
+                wide: Some((avx512::WIDE_MR, avx512::WIDE_NP)),
                 run: avx512::rows::run_tile,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Kernel {
                 mr: avx2::MR,
                 np: avx2::NP,
+                wide: None,
                 run: avx2::run_tile,
             },
             _ => Kernel {
                 mr: portable::MR,
                 np: portable::NP,
+                wide: None,
                 run: portable::run_tile,
             },
         }
@@ -308,8 +319,12 @@ unsafe fn drive(
 ) {
     debug_assert!(kernel.mr <= MAX_MR);
     let GemmArgs { k, n, ldc, .. } = *args;
-    let chunk = (B_CHUNK_BYTES / (k * NR * 4).max(1)).max(kernel.np) / kernel.np * kernel.np;
-    let tiles = rows.len().div_ceil(kernel.mr);
+    let (mr_max, np_max) = match kernel.wide {
+        Some(wide) if rows.len() <= WIDE_MAX_ROWS => wide,
+        _ => (kernel.mr, kernel.np),
+    };
+    let chunk = (B_CHUNK_BYTES / (k * NR * 4).max(1)).max(np_max) / np_max * np_max;
+    let tiles = rows.len().div_ceil(mr_max);
     let (base, extra) = (rows.len() / tiles, rows.len() % tiles);
     let mut p0 = panels.start;
     while p0 < panels.end {
@@ -326,7 +341,7 @@ unsafe fn drive(
             }
             let mut p = p0;
             while p < p_end {
-                let np = kernel.np.min(p_end - p);
+                let np = np_max.min(p_end - p);
                 let cols = n.min((p + np) * NR) - p * NR;
                 debug_assert!((p + np) * k * NR <= args.b.len() && p * NR + cols <= n);
                 debug_assert!((i + mr - 1) * ldc + p * NR + cols <= c_len);
@@ -350,8 +365,8 @@ unsafe fn drive(
                     }
                 };
                 // SAFETY: the tile meets `Tile`'s contract (pointers above; cols in
-                // ((np-1)*NR, np*NR] since panel p+np-1 exists); mr <= kernel.mr and
-                // np <= kernel.np; the ISA was checked by `Kernel::for_isa`.
+                // ((np-1)*NR, np*NR] since panel p+np-1 exists); mr and np are within
+                // the path's tall or wide limits; the ISA was checked by `Kernel::for_isa`.
                 unsafe { (kernel.run)(mr, np, &tile) };
                 p += np;
             }
