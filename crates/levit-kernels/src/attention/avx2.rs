@@ -216,17 +216,22 @@ scores_fn!(scores_4, [0 1 2 3]);
 /// `p = exp(s - max)` in place over one padded row; returns `Σ p`.
 #[target_feature(enable = "avx2,fma")]
 fn softmax_row(row: &mut [f32], max: f32) -> f32 {
+    // Two named accumulators (see avx512.rs); rows are padded to a multiple of 32.
+    debug_assert!(row.len().is_multiple_of(16));
     let mv = _mm256_set1_ps(max);
-    let mut sum = [_mm256_setzero_ps(); 2];
-    for (n, c) in row.chunks_exact_mut(8).enumerate() {
-        // SAFETY: `c` holds 8 floats.
+    let (mut sum0, mut sum1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for c in row.chunks_exact_mut(16) {
+        // SAFETY: `c` holds 16 floats.
         unsafe {
-            let e = exp(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), mv));
-            _mm256_storeu_ps(c.as_mut_ptr(), e);
-            sum[n % 2] = _mm256_add_ps(sum[n % 2], e);
+            let e0 = exp(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), mv));
+            let e1 = exp(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr().add(8)), mv));
+            _mm256_storeu_ps(c.as_mut_ptr(), e0);
+            _mm256_storeu_ps(c.as_mut_ptr().add(8), e1);
+            sum0 = _mm256_add_ps(sum0, e0);
+            sum1 = _mm256_add_ps(sum1, e1);
         }
     }
-    hsum(_mm256_add_ps(sum[0], sum[1]))
+    hsum(_mm256_add_ps(sum0, sum1))
 }
 
 /// Operands of one `p·V` pass over `jn` vectors of `val_dim`.

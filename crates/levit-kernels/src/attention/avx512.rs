@@ -206,20 +206,26 @@ scores_fn!(scores_2, [0 1]);
 scores_fn!(scores_3, [0 1 2]);
 scores_fn!(scores_4, [0 1 2 3]);
 
-/// `p = exp(s - max)` in place over one padded row; returns `Σ p`.
+/// `p = exp(s - max)` in place over one padded row (a multiple of 32 floats); returns
+/// `Σ p`. Two named accumulators, not an array indexed by parity: LLVM keeps such an
+/// array on the stack, one store-to-load round trip per vector.
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,fma")]
 fn softmax_row(row: &mut [f32], max: f32) -> f32 {
+    debug_assert!(row.len().is_multiple_of(32));
     let mv = _mm512_set1_ps(max);
-    let mut sum = [_mm512_setzero_ps(); 2];
-    for (n, c) in row.chunks_exact_mut(16).enumerate() {
-        // SAFETY: `c` holds 16 floats.
+    let (mut sum0, mut sum1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for c in row.chunks_exact_mut(32) {
+        // SAFETY: `c` holds 32 floats.
         unsafe {
-            let e = exp(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), mv));
-            _mm512_storeu_ps(c.as_mut_ptr(), e);
-            sum[n % 2] = _mm512_add_ps(sum[n % 2], e);
+            let e0 = exp(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), mv));
+            let e1 = exp(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr().add(16)), mv));
+            _mm512_storeu_ps(c.as_mut_ptr(), e0);
+            _mm512_storeu_ps(c.as_mut_ptr().add(16), e1);
+            sum0 = _mm512_add_ps(sum0, e0);
+            sum1 = _mm512_add_ps(sum1, e1);
         }
     }
-    _mm512_reduce_add_ps(_mm512_add_ps(sum[0], sum[1]))
+    _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1))
 }
 
 /// Operands of one `p·V` pass over `jn` vectors of `val_dim`.
