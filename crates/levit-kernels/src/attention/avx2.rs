@@ -9,7 +9,7 @@
 use core::arch::x86_64::*;
 
 use super::{AttentionArgs, KEY_PAD, QB};
-use crate::vecmath::avx2::{activate, exp, mask};
+use crate::vecmath::avx2::{activate, exp_nonpositive, mask};
 use crate::Activation;
 
 /// Vectors of `val_dim` per `p·V` pass.
@@ -223,8 +223,8 @@ fn softmax_row(row: &mut [f32], max: f32) -> f32 {
     for c in row.chunks_exact_mut(16) {
         // SAFETY: `c` holds 16 floats.
         unsafe {
-            let e0 = exp(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), mv));
-            let e1 = exp(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr().add(8)), mv));
+            let e0 = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), mv));
+            let e1 = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr().add(8)), mv));
             _mm256_storeu_ps(c.as_mut_ptr(), e0);
             _mm256_storeu_ps(c.as_mut_ptr().add(8), e1);
             sum0 = _mm256_add_ps(sum0, e0);

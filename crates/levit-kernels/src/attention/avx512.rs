@@ -17,7 +17,7 @@
 use core::arch::x86_64::*;
 
 use super::{AttentionArgs, KEY_PAD, QB};
-use crate::vecmath::avx512::{activate, exp, mask};
+use crate::vecmath::avx512::{activate, exp_nonpositive, mask};
 use crate::Activation;
 
 /// Vectors of `val_dim` per `p·V` pass.
@@ -217,8 +217,8 @@ fn softmax_row(row: &mut [f32], max: f32) -> f32 {
     for c in row.chunks_exact_mut(32) {
         // SAFETY: `c` holds 32 floats.
         unsafe {
-            let e0 = exp(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), mv));
-            let e1 = exp(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr().add(16)), mv));
+            let e0 = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), mv));
+            let e1 = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr().add(16)), mv));
             _mm512_storeu_ps(c.as_mut_ptr(), e0);
             _mm512_storeu_ps(c.as_mut_ptr().add(16), e1);
             sum0 = _mm512_add_ps(sum0, e0);

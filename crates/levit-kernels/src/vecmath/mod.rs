@@ -58,3 +58,68 @@ pub fn exp_in_place(isa: Isa, x: &mut [f32]) {
         _ => portable::exp_slice(x),
     }
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use core::arch::x86_64::*;
+
+    use crate::Isa;
+
+    /// Inputs of the softmax's domain: `<= 0`, -0, -inf, NaN, and both sides of the
+    /// clamp and of the subnormal range.
+    fn nonpositive_inputs() -> Vec<f32> {
+        let mut v = vec![
+            0.0,
+            -0.0,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -104.0,
+            -103.9,
+            -87.3,
+            -88.0,
+        ];
+        let mut x = -1e-8f32;
+        while x > -120.0 {
+            v.push(x);
+            x *= 1.013;
+        }
+        v.extend((0..1000).map(|i| -(i as f32) * 0.0137));
+        v
+    }
+
+    #[test]
+    fn exp_nonpositive_equals_exp_bitwise_on_its_domain() {
+        let xs = nonpositive_inputs();
+        for isa in Isa::supported() {
+            for chunk in xs.chunks(16) {
+                let mut a = [0.0f32; 16];
+                a[..chunk.len()].copy_from_slice(chunk);
+                let (mut want, mut got) = ([0.0f32; 16], [0.0f32; 16]);
+                match isa {
+                    // SAFETY: the AVX-512 path is supported (Isa::supported); the
+                    // arrays hold 16 floats.
+                    Isa::Avx512 => unsafe {
+                        let v = _mm512_loadu_ps(a.as_ptr());
+                        _mm512_storeu_ps(want.as_mut_ptr(), super::avx512::exp(v));
+                        _mm512_storeu_ps(got.as_mut_ptr(), super::avx512::exp_nonpositive(v));
+                    },
+                    // SAFETY: as above for AVX2 + FMA, two halves of 8 floats.
+                    Isa::Avx2 => unsafe {
+                        for h in [0, 8] {
+                            let v = _mm256_loadu_ps(a.as_ptr().add(h));
+                            _mm256_storeu_ps(want.as_mut_ptr().add(h), super::avx2::exp(v));
+                            _mm256_storeu_ps(
+                                got.as_mut_ptr().add(h),
+                                super::avx2::exp_nonpositive(v),
+                            );
+                        }
+                    },
+                    Isa::Portable => continue,
+                }
+                for i in 0..16 {
+                    assert_eq!(got[i].to_bits(), want[i].to_bits(), "{isa} exp({})", a[i]);
+                }
+            }
+        }
+    }
+}
