@@ -46,12 +46,19 @@ fn main() {
             t * 1e6
         );
     }
-    // The first (RGB) convolution, whole image, per path.
-    for cout in [16, 48] {
+    // The stem convolutions of LeViT-128S and -384, whole image, per path.
+    for (layout, cin, hw, cout) in [
+        (ImageLayout::Chw, 3, 224, 16),
+        (ImageLayout::Chw, 3, 224, 48),
+        (ImageLayout::Hwc, 16, 112, 32),
+        (ImageLayout::Hwc, 32, 56, 64),
+        (ImageLayout::Hwc, 64, 28, 128),
+        (ImageLayout::Hwc, 48, 112, 96),
+    ] {
         let g = ConvGeometry {
-            cin: 3,
-            hin: 224,
-            win: 224,
+            cin,
+            hin: hw,
+            win: hw,
         };
         let input: Vec<f32> = (0..g.input_len())
             .map(|i| (i % 255) as f32 / 255.0)
@@ -72,13 +79,13 @@ fn main() {
             let t = time(|| {
                 let src = ConvInput {
                     image: &input,
-                    layout: ImageLayout::Chw,
+                    layout,
                     geometry: g,
                 };
                 conv_3x3_s2_rows(isa, &src, &w, 0..g.hout(), &mut cols, black_box(&mut out))
             });
             println!(
-                "conv 3->{cout} 224x224 {isa}: {:7.1} us ({:5.1} GMAC/s)",
+                "conv {layout:?} {cin}->{cout} {hw}x{hw} {isa}: {:7.1} us ({:5.1} GMAC/s)",
                 t * 1e6,
                 macs / t / 1e9
             );
