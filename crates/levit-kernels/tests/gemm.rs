@@ -495,6 +495,80 @@ fn short_output_panics() {
     gemm::gemm(Isa::best(), &args, &mut [0.0; 3]);
 }
 
+#[test]
+fn tap_table_gemm_equals_the_gemm_of_the_gathered_rows() {
+    // A[i][k] = a[koff[k] + 2i] with an arbitrary (non-monotonic) tap table: gather the
+    // rows and compare bitwise with the row GEMM on every path that has a tap kernel.
+    let mut rng = Rng::new(21);
+    let (m, k, n) = (29, 31, 37);
+    let koff: Vec<u32> = (0..k as u32)
+        .map(|j| (j * 17) % 53 + (j % 3) * 60)
+        .collect();
+    let a_len = *koff.iter().max().unwrap() as usize + 2 * (m - 1) + 1;
+    let a = rng.vec(a_len, 1.0);
+    let (a_ref, koff_ref) = (&a, &koff);
+    let rows: Vec<f32> = (0..m)
+        .flat_map(|i| koff_ref.iter().map(move |&o| a_ref[o as usize + 2 * i]))
+        .collect();
+    let b = rng.vec(k * n, 0.3);
+    let packed = gemm::pack_b(&b, k, n);
+    let bias = rng.vec(n, 0.1);
+    for isa in Isa::supported()
+        .into_iter()
+        .filter(|&i| gemm::TapsArgs::supported(i))
+    {
+        for epilogue in [
+            Epilogue::BiasAct(Activation::HardSwish),
+            Epilogue::BiasResidual,
+        ] {
+            let start = rng.vec(m * n, 1.0);
+            let mut want = start.clone();
+            let args = GemmArgs {
+                m,
+                k,
+                n,
+                a: &rows,
+                lda: k,
+                a_rows: None,
+                b: &packed,
+                bias: &bias,
+                ldc: n,
+                epilogue,
+            };
+            gemm::gemm(isa, &args, &mut want);
+            let mut got = start.clone();
+            let taps = gemm::TapsArgs {
+                m,
+                k,
+                n,
+                a: &a,
+                koff: &koff,
+                b: &packed,
+                bias: &bias,
+                ldc: n,
+                epilogue,
+            };
+            gemm::gemm_taps(isa, &taps, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits(), "{isa} {epilogue:?}");
+            }
+            // Every bound is checked: a short tap table, a tap past `a`, a short C.
+            let short = gemm::TapsArgs {
+                koff: &koff[..k - 1],
+                ..taps
+            };
+            assert!(short.check(m * n).is_err());
+            let past = gemm::TapsArgs {
+                a: &a[..a_len - 1],
+                ..taps
+            };
+            assert!(past.check(m * n).is_err());
+            assert!(taps.check(m * n - 1).is_err());
+            assert!(taps.check(m * n).is_ok());
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,
