@@ -55,6 +55,12 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub const TIMM_CROP_PCT: f64 = 0.9;
 /// The facebookresearch/LeViT evaluation setting: resize to 256, crop 224.
 pub const FB_CROP_PCT: f64 = 0.875;
+/// Largest image (`width * height`) [`open_image`] and [`decode_image`] accept: Pillow's
+/// `Image.MAX_IMAGE_PIXELS` (2³⁰ / 12, about 89.5 Mpx, 9459 x 9459), above which PIL
+/// warns of a decompression bomb. A header declaring more is an error before anything
+/// is allocated for the pixels, so a small hostile file cannot make the decoders
+/// allocate without bound; [`decode_image_with_limit`] takes another limit.
+pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
 
 /// Why an image could not be opened or preprocessed.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +73,8 @@ pub enum PreprocessError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The bytes are not a decodable JPEG, PNG or WebP image.
+    /// The bytes are not a decodable JPEG, PNG or WebP image, or declare more than
+    /// [`MAX_IMAGE_PIXELS`] pixels.
     #[error("cannot decode image {path}: {source}")]
     Decode {
         /// The file.
@@ -82,6 +89,22 @@ pub enum PreprocessError {
         width: u32,
         /// Height in pixels.
         height: u32,
+    },
+    /// The image is so elongated that the resize would make its longer side more than
+    /// `i32::MAX` pixels (more than Pillow can resize to: timm fails on it too).
+    #[error(
+        "image {width}x{height} is too elongated: resizing its shorter side to {size} would \
+         make the longer one {long} pixels"
+    )]
+    TooElongated {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// The resized shorter side ([`Preprocess::resize_size`]).
+        size: u32,
+        /// The longer side it implies.
+        long: u64,
     },
     /// The settings are out of range.
     #[error("invalid preprocessing settings: {0}")]
@@ -128,7 +151,8 @@ pub fn open_image(path: impl AsRef<Path>) -> Result<DynamicImage, PreprocessErro
 /// its YCbCr tables; other decoders differ by a few levels per pixel, enough to move
 /// the logits well past the golden tolerance. JPEG features it leaves out
 /// (arithmetic coding, 12-bit, lossless, CMYK) and PNG/WebP go through the `image`
-/// crate, whose PNG and WebP output equals PIL's.
+/// crate, whose PNG and WebP output equals PIL's. Images of more than
+/// [`MAX_IMAGE_PIXELS`] pixels are refused from their header.
 pub fn open_image_with(
     path: impl AsRef<Path>,
     orientation: Orientation,
@@ -149,23 +173,48 @@ pub fn open_image_with(
 }
 
 /// Decodes an image file held in memory (JPEG, PNG or WebP, detected from the bytes);
-/// see [`open_image_with`].
+/// see [`open_image_with`]. Images of more than [`MAX_IMAGE_PIXELS`] pixels are refused
+/// from their header, before their pixels are allocated or decoded.
 pub fn decode_image(
     bytes: &[u8],
     orientation: Orientation,
 ) -> Result<DynamicImage, image::ImageError> {
+    decode_image_with_limit(bytes, orientation, MAX_IMAGE_PIXELS)
+}
+
+/// [`decode_image`] with another limit on `width * height`: an image whose header
+/// declares more pixels is an error (a decoding error of its format, naming its size
+/// and the limit), checked before its pixels are allocated or decoded.
+pub fn decode_image_with_limit(
+    bytes: &[u8],
+    orientation: Orientation,
+    max_pixels: u64,
+) -> Result<DynamicImage, image::ImageError> {
     let format = image::guess_format(bytes).ok();
     if format == Some(image::ImageFormat::Jpeg) {
-        if let Ok(Some(mut img)) = jpeg::decode(bytes) {
-            if orientation == Orientation::Apply {
-                let mut decoder = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))?;
-                img.apply_orientation(decoder.orientation()?);
+        match jpeg::decode(bytes, max_pixels) {
+            Ok(Some(mut img)) => {
+                if orientation == Orientation::Apply {
+                    let mut decoder = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))?;
+                    img.apply_orientation(decoder.orientation()?);
+                }
+                return Ok(img);
             }
-            return Ok(img);
+            Err(jpeg::Error::TooLarge { width, height }) => {
+                return Err(too_large(format, width, height, max_pixels));
+            }
+            // Features this decoder leaves out, and streams it finds corrupt: the
+            // `image` crate's decoder has its say.
+            Ok(None) | Err(jpeg::Error::Corrupt(_)) => {}
         }
     }
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+    let format = reader.format();
     let mut decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(too_large(format, width, height, max_pixels));
+    }
     let orient = match orientation {
         Orientation::Apply => Some(decoder.orientation()?),
         Orientation::Ignore => None,
@@ -175,6 +224,20 @@ pub fn decode_image(
         img.apply_orientation(o);
     }
     Ok(img)
+}
+
+fn too_large(
+    format: Option<image::ImageFormat>,
+    width: u32,
+    height: u32,
+    max_pixels: u64,
+) -> image::ImageError {
+    let hint = format.map_or(image::error::ImageFormatHint::Unknown, Into::into);
+    let message = format!(
+        "the image is {width}x{height} ({} pixels), more than the limit of {max_pixels} pixels",
+        u64::from(width) * u64::from(height)
+    );
+    image::ImageError::Decoding(image::error::DecodingError::new(hint, message))
 }
 
 /// Converts any decoded image to 8-bit RGB the way Pillow's `convert('RGB')` does for
@@ -336,8 +399,9 @@ impl Preprocess {
     /// Runs the transform, returning a new `[3, img_size, img_size]` tensor.
     ///
     /// # Panics
-    /// If the settings are invalid (see [`Self::validate`]) or the image is empty; use
-    /// [`Self::run_into`] to get these as errors.
+    /// If the settings are invalid (see [`Self::validate`]) or the image is empty or too
+    /// elongated ([`PreprocessError::TooElongated`]); use [`Self::run_into`] to get these
+    /// as errors.
     pub fn run(&self, img: &DynamicImage) -> Vec<f32> {
         let mut out = vec![0.0f32; self.output_len()];
         if let Err(e) = self.run_into(img, &mut out) {
@@ -359,6 +423,16 @@ impl Preprocess {
         let (width, height) = (img.width(), img.height());
         if width == 0 || height == 0 {
             return Err(PreprocessError::Empty { width, height });
+        }
+        let size = self.resize_size();
+        let long = u64::from(size) * u64::from(width.max(height)) / u64::from(width.min(height));
+        if long > i32::MAX as u64 {
+            return Err(PreprocessError::TooElongated {
+                width,
+                height,
+                size,
+                long,
+            });
         }
         let rgb = match img {
             DynamicImage::ImageRgb8(i) => std::borrow::Cow::Borrowed(i),
@@ -445,17 +519,22 @@ struct Coeffs {
     ksize: usize,
 }
 
-fn precompute_coeffs(in_size: u32, out_size: u32) -> Coeffs {
+/// The coefficients of output pixels `first..first + count` of a resize from `in_size`
+/// to `out_size` (indexed from 0 = `first`): Pillow computes them for every output
+/// pixel, but only the crop's are needed, and an image with an extreme aspect ratio
+/// resizes its longer side to billions of pixels.
+fn precompute_coeffs(in_size: u32, out_size: u32, first: u32, count: u32) -> Coeffs {
+    debug_assert!(u64::from(first) + u64::from(count) <= u64::from(out_size));
     // box = (0, in_size): in0 = 0, in1 = in_size (floats in Pillow, exact here).
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = 2.0 * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let ss = 1.0 / filterscale;
-    let mut bounds = Vec::with_capacity(out_size as usize);
-    let mut weights = vec![0i32; ksize * out_size as usize];
+    let mut bounds = Vec::with_capacity(count as usize);
+    let mut weights = vec![0i32; ksize * count as usize];
     let mut k = vec![0.0f64; ksize];
-    for xx in 0..out_size as usize {
+    for (i, xx) in (first as usize..).take(count as usize).enumerate() {
         let center = (xx as f64 + 0.5) * scale;
         // C's (int) truncates toward zero; then clamp.
         let xmin = ((center - support + 0.5) as i64).max(0);
@@ -467,7 +546,7 @@ fn precompute_coeffs(in_size: u32, out_size: u32) -> Coeffs {
             *kx = w;
             ww += w;
         }
-        let row = &mut weights[xx * ksize..][..ksize];
+        let row = &mut weights[i * ksize..][..ksize];
         for (x, &kx) in k.iter().enumerate().take(taps) {
             let v = if ww != 0.0 { kx / ww } else { kx };
             let scaled = v * (1u32 << PRECISION_BITS) as f64;
@@ -507,23 +586,18 @@ fn resample_bicubic_window(
     (cw, ch): (u32, u32),
 ) -> Vec<u8> {
     let (w, h) = src.dimensions();
+    // Coefficients of the window's columns and rows only (index 0: `left`, `top`).
+    let hc = (rw != w).then(|| precompute_coeffs(w, rw, left, cw));
+    let vc = (rh != h).then(|| precompute_coeffs(h, rh, top, ch));
     let (cw, ch) = (cw as usize, ch as usize);
     let (left, top) = (left as usize, top as usize);
     let src = src.as_raw();
-    let need_h = rw != w;
-    let need_v = rh != h;
-    let hc = need_h.then(|| precompute_coeffs(w, rw));
-    let vc = need_v.then(|| precompute_coeffs(h, rh));
 
     // Input rows the vertical pass reads for the window's output rows.
     let (y_first, y_last) = match &vc {
         Some(vc) => {
-            let first = vc.bounds[top].0;
-            let last = vc.bounds[top..top + ch]
-                .iter()
-                .map(|&(s, n)| s + n)
-                .max()
-                .unwrap_or(first);
+            let first = vc.bounds[0].0;
+            let last = vc.bounds.iter().map(|&(s, n)| s + n).max().unwrap_or(first);
             (first, last.max(first))
         }
         None => (top, top + ch),
@@ -537,9 +611,8 @@ fn resample_bicubic_window(
         match &hc {
             Some(hc) => {
                 for (i, out) in trow.chunks_exact_mut(3).enumerate() {
-                    let xx = left + i;
-                    let (xmin, taps) = hc.bounds[xx];
-                    let k = &hc.weights[xx * hc.ksize..][..taps];
+                    let (xmin, taps) = hc.bounds[i];
+                    let k = &hc.weights[i * hc.ksize..][..taps];
                     let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
                     for (x, &kx) in k.iter().enumerate() {
                         let p = &srow[(xmin + x) * 3..][..3];
@@ -560,9 +633,8 @@ fn resample_bicubic_window(
         Some(vc) => {
             let mut out = vec![0u8; ch * cw * 3];
             for (j, orow) in out.chunks_exact_mut(cw * 3).enumerate() {
-                let yy = top + j;
-                let (ymin, taps) = vc.bounds[yy];
-                let k = &vc.weights[yy * vc.ksize..][..taps];
+                let (ymin, taps) = vc.bounds[j];
+                let k = &vc.weights[j * vc.ksize..][..taps];
                 for (i, out) in orow.chunks_exact_mut(3).enumerate() {
                     let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
                     for (y, &ky) in k.iter().enumerate() {
@@ -582,6 +654,7 @@ fn resample_bicubic_window(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::GrayImage;
 
     #[test]
     fn python_rounding_and_torchvision_sizes() {
@@ -605,7 +678,7 @@ mod tests {
     #[test]
     fn pillow_coefficients_sum_to_one_in_fixed_point() {
         for (i, o) in [(451, 372), (60, 372), (4000, 248), (248, 248), (7, 3)] {
-            let c = precompute_coeffs(i, o);
+            let c = precompute_coeffs(i, o, 0, o);
             for (xx, &(start, taps)) in c.bounds.iter().enumerate() {
                 assert!(start + taps <= i as usize);
                 let sum: i64 = c.weights[xx * c.ksize..][..taps]
@@ -664,5 +737,109 @@ mod tests {
             preprocess_into(&empty, &mut vec![0.0; 3 * 224 * 224]),
             Err(PreprocessError::Empty { .. })
         ));
+    }
+
+    #[test]
+    fn window_coefficients_equal_pillows_full_table() {
+        for (i, o, first, count) in [
+            (451, 372, 74, 224),
+            (60, 372, 0, 372),
+            (4000, 248, 12, 224),
+            (7, 3, 1, 2),
+        ] {
+            let full = precompute_coeffs(i, o, 0, o);
+            let win = precompute_coeffs(i, o, first, count);
+            let (first, count) = (first as usize, count as usize);
+            assert_eq!(win.ksize, full.ksize);
+            assert_eq!(win.bounds[..], full.bounds[first..][..count]);
+            assert_eq!(
+                win.weights[..],
+                full.weights[first * full.ksize..][..count * full.ksize]
+            );
+        }
+    }
+
+    #[test]
+    fn elongated_images_cost_their_crop_not_their_resized_size() {
+        // 1 x 8M resizes to 248 x 1984000000: Pillow's coefficient table for the long
+        // side alone would be 70 GB; only the crop's 224 rows are computed.
+        let tall = DynamicImage::ImageLuma8(GrayImage::from_pixel(1, 8_000_000, [77].into()));
+        let x = preprocess(&tall);
+        let want: [f32; 3] =
+            std::array::from_fn(|c| (77.0 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]);
+        for (c, plane) in x.chunks_exact(224 * 224).enumerate() {
+            assert!(plane.iter().all(|&v| v == want[c]));
+        }
+        // 1 x 9M would need a 2232000000-pixel side: more than Pillow can resize to.
+        let taller = DynamicImage::ImageLuma8(GrayImage::new(1, 9_000_000));
+        let err = preprocess_into(&taller, &mut vec![0.0; 3 * 224 * 224]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PreprocessError::TooElongated {
+                    width: 1,
+                    height: 9_000_000,
+                    size: 248,
+                    long: 2_232_000_000
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    /// CRC-32 (IEEE), for patching PNG chunks.
+    fn crc32(bytes: &[u8]) -> u32 {
+        !bytes.iter().fold(!0u32, |mut c, &b| {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+            c
+        })
+    }
+
+    #[test]
+    fn oversized_headers_are_refused_before_decoding() {
+        // JPEG: the frame header of a 64x43 progressive file patched to 65535x65535.
+        let jpeg: &[u8] =
+            include_bytes!("../../../tests/fixtures/images/rocket_progressive_420.jpg");
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC2]).unwrap();
+        let mut big = jpeg.to_vec();
+        big[sof + 5..sof + 9].copy_from_slice(&[0xFF; 4]);
+        let err = decode_image(&big, Orientation::Ignore)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("65535x65535") && err.contains("89478485"),
+            "{err}"
+        );
+        // The limit counts pixels: the real file passes at exactly its size.
+        let img = decode_image(jpeg, Orientation::Ignore).unwrap();
+        let pixels = u64::from(img.width()) * u64::from(img.height());
+        for orientation in [Orientation::Ignore, Orientation::Apply] {
+            assert!(decode_image_with_limit(jpeg, orientation, pixels).is_ok());
+            let err = decode_image_with_limit(jpeg, orientation, pixels - 1).unwrap_err();
+            assert!(err.to_string().contains("more than the limit"), "{err}");
+        }
+
+        // PNG: IHDR patched to 10000x10000 (100 Mpx, within the `image` crate's own
+        // 512 MiB allocation limit), its CRC fixed up.
+        let png: &[u8] = include_bytes!("../../../tests/fixtures/images/tiny_60x40.png");
+        assert_eq!(&png[12..16], b"IHDR");
+        let mut big = png.to_vec();
+        big[16..20].copy_from_slice(&10_000u32.to_be_bytes());
+        big[20..24].copy_from_slice(&10_000u32.to_be_bytes());
+        let crc = crc32(&big[12..29]);
+        big[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = decode_image(&big, Orientation::Ignore)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10000x10000"), "{err}");
+        assert!(decode_image(png, Orientation::Ignore).is_ok());
+        assert!(decode_image_with_limit(png, Orientation::Ignore, 60 * 40 - 1).is_err());
     }
 }

@@ -14,12 +14,41 @@
 //! Supported: 8-bit Huffman-coded baseline, extended and progressive JPEGs with one
 //! (grey) or three (YCbCr or RGB) components, any integral sampling factors, restart
 //! intervals. Anything else (arithmetic coding, 12-bit, lossless, CMYK) returns
-//! `Ok(None)` so the caller can fall back to another decoder.
+//! `Ok(None)` so the caller can fall back to another decoder. A frame over the caller's
+//! pixel limit is refused before anything is allocated for it, and a stream of more
+//! than [`MAX_SCANS`] scans is refused, so that a small hostile file can make it
+//! neither allocate nor work without bound.
 
 use image::{DynamicImage, GrayImage, RgbImage};
 
 /// Why the stream could not be decoded here.
-pub(crate) type Error = String;
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// The stream is corrupt, truncated or has too many scans (the caller may try
+    /// another decoder). The message is for `Debug` (tests, debugging).
+    Corrupt(#[allow(dead_code)] &'static str),
+    /// The frame header declares more than the caller's pixel limit; nothing was
+    /// allocated for it.
+    TooLarge {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+}
+
+impl From<&'static str> for Error {
+    fn from(message: &'static str) -> Self {
+        Error::Corrupt(message)
+    }
+}
+
+/// Most scans a stream may have. Each scan may cover every block of the image and costs
+/// a few bytes (an end-of-band run skips up to 32767 blocks), so without a cap a small
+/// progressive file could make decoding take minutes. Real encoders write 1 to 3
+/// (sequential) or about 10 (progressive) scans; the `image` crate's decoder
+/// (zune-jpeg, the fallback) has the same cap of 100.
+const MAX_SCANS: usize = 100;
 
 /// Zigzag index -> natural (row-major) index, with libjpeg's 16 guard entries for
 /// corrupt streams whose run lengths overshoot the block.
@@ -239,7 +268,9 @@ struct Component {
 }
 
 /// Decodes a JPEG file's bytes. `Ok(None)`: a feature this decoder leaves to others.
-pub(crate) fn decode(data: &[u8]) -> Result<Option<DynamicImage>, Error> {
+/// A frame of more than `max_pixels` pixels is refused (`Error::TooLarge`) before
+/// anything is allocated for it.
+pub(crate) fn decode(data: &[u8], max_pixels: u64) -> Result<Option<DynamicImage>, Error> {
     if data.len() < 4 || data[0] != 0xFF || data[1] != 0xD8 {
         return Err("not a JPEG".into());
     }
@@ -255,6 +286,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<Option<DynamicImage>, Error> {
     let mut restart_interval = 0usize;
     let (mut saw_jfif, mut adobe_transform) = (false, None::<u8>);
     let mut frame = false;
+    let mut scans = 0usize;
 
     let seg = |pos: usize| -> Result<&[u8], Error> {
         let len = u16::from_be_bytes([
@@ -299,6 +331,12 @@ pub(crate) fn decode(data: &[u8]) -> Result<Option<DynamicImage>, Error> {
                 let n = s[5] as usize;
                 if width == 0 || height == 0 || !(n == 1 || n == 3) || s.len() < 6 + 3 * n {
                     return Ok(None); // DNL, CMYK, ...
+                }
+                if width as u64 * height as u64 > max_pixels {
+                    return Err(Error::TooLarge {
+                        width: width as u32,
+                        height: height as u32,
+                    });
                 }
                 for i in 0..n {
                     let c = &s[6 + 3 * i..];
@@ -414,6 +452,10 @@ pub(crate) fn decode(data: &[u8]) -> Result<Option<DynamicImage>, Error> {
                 if !frame {
                     return Err("scan before frame".into());
                 }
+                scans += 1;
+                if scans > MAX_SCANS {
+                    return Err("too many scans".into());
+                }
                 let s = seg(pos)?;
                 pos += 2 + s.len();
                 let n = *s.first().ok_or("bad SOS")? as usize;
@@ -482,15 +524,17 @@ pub(crate) fn decode(data: &[u8]) -> Result<Option<DynamicImage>, Error> {
             ids == [b'R', b'G', b'B']
         };
 
-    let planes: Vec<Vec<u8>> = comps.iter().map(idct_component).collect();
-    let upsampled: Vec<Vec<u8>> = comps
-        .iter()
-        .zip(&planes)
-        .map(|(c, p)| upsample(c, p, hmax, vmax, width, height))
-        .collect();
+    // One component at a time, each one's coefficients and plane freed once used: the
+    // peak is the coefficients plus two planes, not all of them at once.
+    let mut upsampled: Vec<Vec<u8>> = Vec::with_capacity(comps.len());
+    for c in comps.iter_mut() {
+        let plane = idct_component(c);
+        c.coefs = Vec::new();
+        upsampled.push(upsample(c, &plane, hmax, vmax, width, height));
+    }
     if comps.len() == 1 {
-        let img =
-            GrayImage::from_raw(width as u32, height as u32, upsampled[0].clone()).ok_or("size")?;
+        let grey = upsampled.pop().expect("one component");
+        let img = GrayImage::from_raw(width as u32, height as u32, grey).ok_or("size")?;
         return Ok(Some(DynamicImage::ImageLuma8(img)));
     }
     let mut out = vec![0u8; width * height * 3];
@@ -558,28 +602,28 @@ fn decode_scan(
         let (ux, uy) = (unit % units_x, unit / units_x);
         for &(ci, td, ta) in scan {
             let c = &mut comps[ci];
-            let blocks: Vec<(usize, usize)> = if scan.len() == 1 {
-                vec![(ux, uy)]
+            // One block of a non-interleaved scan; an MCU's h x v blocks, row by row.
+            let ((bx0, by0), (nx, ny)) = if scan.len() == 1 {
+                ((ux, uy), (1, 1))
             } else {
-                (0..c.v)
-                    .flat_map(|y| (0..c.h).map(move |x| (x, y)))
-                    .map(|(x, y)| (ux * c.h + x, uy * c.v + y))
-                    .collect()
+                ((ux * c.h, uy * c.v), (c.h, c.v))
             };
-            for (bx, by) in blocks {
-                let idx = by * c.bw + bx;
-                let mut pred = c.dc_pred;
-                let block = &mut c.coefs[idx];
-                decode_block(
-                    &mut bits,
-                    block,
-                    &mut pred,
-                    dc_tables[td].as_ref(),
-                    ac_tables[ta].as_ref(),
-                    p,
-                    &mut eobrun,
-                )?;
-                c.dc_pred = pred;
+            for by in by0..by0 + ny {
+                for bx in bx0..bx0 + nx {
+                    let idx = by * c.bw + bx;
+                    let mut pred = c.dc_pred;
+                    let block = &mut c.coefs[idx];
+                    decode_block(
+                        &mut bits,
+                        block,
+                        &mut pred,
+                        dc_tables[td].as_ref(),
+                        ac_tables[ta].as_ref(),
+                        p,
+                        &mut eobrun,
+                    )?;
+                    c.dc_pred = pred;
+                }
             }
         }
         if bits.hit_marker && bits.pos >= data.len() {
@@ -976,7 +1020,7 @@ mod tests {
         // Exactness against PIL is the parity test's job (levit-cli); here: the same
         // picture as zune-jpeg's, within a few levels of IDCT/upsampling rounding.
         for bytes in FILES {
-            let ours = decode(bytes).unwrap().unwrap();
+            let ours = decode(bytes, u64::MAX).unwrap().unwrap();
             let theirs = image::load_from_memory(bytes).unwrap();
             assert_eq!(ours.color(), theirs.color());
             let (a, b) = (ours.to_rgb8(), theirs.to_rgb8());
@@ -998,7 +1042,7 @@ mod tests {
         let mut pick = |n: usize| (rng.next_f32() * n as f32) as usize % n.max(1);
         for bytes in FILES {
             for cut in [0, 1, 2, 3, 10, 100, bytes.len() / 2, bytes.len() - 2] {
-                let _ = decode(&bytes[..cut]);
+                let _ = decode(&bytes[..cut], u64::MAX);
             }
             for _ in 0..150 {
                 let mut b = bytes.to_vec();
@@ -1006,11 +1050,45 @@ mod tests {
                     let at = pick(b.len());
                     b[at] = pick(256) as u8;
                 }
-                let _ = decode(&b);
+                let _ = decode(&b, u64::MAX);
                 let cut = pick(b.len());
-                let _ = decode(&b[..cut]);
+                let _ = decode(&b[..cut], u64::MAX);
             }
         }
+    }
+
+    #[test]
+    fn scan_count_is_capped() {
+        // The first scan of a progressive file (DC, first pass: it only sets the DC
+        // coefficients) repeated up to MAX_SCANS scans decodes; one more is refused.
+        let bytes = FILES[3];
+        let sos: Vec<usize> = (0..bytes.len() - 1)
+            .filter(|&i| bytes[i..i + 2] == [0xFF, 0xDA])
+            .collect();
+        let first = &bytes[sos[0]..sos[1]];
+        let params = &first[first[4] as usize * 2 + 5..][..3];
+        assert_eq!(
+            [params[0], params[1], params[2] >> 4],
+            [0, 0, 0],
+            "Ss, Se, Ah"
+        );
+        let with_scans = |n: usize| {
+            let mut b = bytes[..sos[1]].to_vec();
+            for _ in sos.len()..n {
+                b.extend_from_slice(first);
+            }
+            b.extend_from_slice(&bytes[sos[1]..]);
+            b
+        };
+        let at_cap = decode(&with_scans(MAX_SCANS), u64::MAX);
+        assert!(matches!(at_cap, Ok(Some(_))), "{at_cap:?}");
+        assert!(matches!(
+            decode(&with_scans(MAX_SCANS + 1), u64::MAX),
+            Err(Error::Corrupt("too many scans"))
+        ));
+        // The fallback decoder (zune-jpeg) refuses it too.
+        let ignore = crate::preprocess::Orientation::Ignore;
+        assert!(crate::preprocess::decode_image(&with_scans(MAX_SCANS + 1), ignore).is_err());
     }
 
     #[test]
