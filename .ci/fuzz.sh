@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Fuzzes the weight-file loader (fuzz/, cargo-fuzz + libFuzzer + AddressSanitizer) for
-# a bounded time: LEVIT_FUZZ_SECONDS per target (default 30; two targets). Seeds: the
-# tiny models in fuzz/seeds/ and the golden-tiny model files. Any crash, panic, leak,
-# timeout (> 10 s per input) or out-of-memory fails the script; the input is copied to
-# fuzz/regressions/<target>/, where `cargo test -p levit --test robustness_fuzz`
-# replays it: commit it with the fix.
+# Fuzzes the weight-file loader and the image decoding of `levit classify` (fuzz/,
+# cargo-fuzz + libFuzzer + AddressSanitizer) for a bounded time: LEVIT_FUZZ_SECONDS per
+# target (default 30; three targets: load_model, load_model_fixed_crc, decode_image).
+# Seeds: the tiny models in fuzz/seeds/ and the golden-tiny model files for the loader
+# targets, the small images in fuzz/seeds/images/ for decode_image. Any crash, panic,
+# leak, timeout (> 10 s per input) or out-of-memory fails the script; the input is
+# copied to fuzz/regressions/<target>/, where
+# `cargo test -p levit --all-features --test robustness_fuzz` replays it: commit it
+# with the fix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${LEVIT_FUZZ_SECONDS:-30}
@@ -25,16 +28,20 @@ fi
 export RUSTC_BOOTSTRAP=1
 
 total_execs=0
-for target in load_model load_model_fixed_crc; do
+for target in load_model load_model_fixed_crc decode_image; do
     corpus=$WORK/corpus-$target
     artifacts=$WORK/artifacts-$target
     rm -rf "$artifacts"
     mkdir -p "$corpus" "$artifacts"
     # New inputs go to the working corpus, never into the repository.
-    cp fuzz/seeds/*.lvt "$corpus"/
-    for f in tests/fixtures/golden-tiny/*/model_timm.lvt; do
-        cp "$f" "$corpus/golden-$(basename "$(dirname "$f")").lvt"
-    done
+    if [ "$target" = decode_image ]; then
+        cp fuzz/seeds/images/* "$corpus"/
+    else
+        cp fuzz/seeds/*.lvt "$corpus"/
+        for f in tests/fixtures/golden-tiny/*/model_timm.lvt; do
+            cp "$f" "$corpus/golden-$(basename "$(dirname "$f")").lvt"
+        done
+    fi
     log=$WORK/$target.log
     set +e
     cargo fuzz run --debug-assertions "$target" "$corpus" -- \
@@ -53,7 +60,7 @@ for target in load_model load_model_fixed_crc; do
             mkdir -p "fuzz/regressions/$target"
             cp "$artifacts"/* "fuzz/regressions/$target/"
             echo "crash input(s) copied to fuzz/regressions/$target/: fix the bug, then commit them" >&2
-            echo "(cargo test -p levit --test robustness_fuzz replays them)" >&2
+            echo "(cargo test -p levit --all-features --test robustness_fuzz replays them)" >&2
         fi
         exit 1
     fi

@@ -1,14 +1,23 @@
-//! The fuzzing side of the loader's robustness (see `docs/robustness.md`):
+//! The fuzzing side of the loader's and the image decoding's robustness (see
+//! `docs/robustness.md`):
 //! - the seed corpus in `fuzz/seeds/` holds valid tiny models of the current format
-//!   (regenerate with `LEVIT_WRITE_FUZZ_SEEDS=1 cargo test -p levit --test robustness_fuzz`);
+//!   (regenerate with `LEVIT_WRITE_FUZZ_SEEDS=1 cargo test -p levit --test robustness_fuzz`),
+//!   and `fuzz/seeds/images/` small images that decode (checked with the `preprocess`
+//!   feature);
 //! - every input saved under `fuzz/regressions/<target>/` (crashes the fuzzer found
-//!   once) is replayed through the fuzz targets' own harness;
+//!   once) is replayed through the fuzz targets' own harness (`decode_image/` with the
+//!   `preprocess` feature: `cargo test -p levit --all-features`, or any workspace test
+//!   run, where `levit-cli` turns it on);
 //! - a deterministic slice of what the fuzzer does runs here on every `cargo test`:
 //!   every single-byte change of a model's header, with the checksums fixed up so the
 //!   change reaches the config and plan validation, gives `Ok` or a typed `Err`.
 
 #[path = "../../../fuzz/src/harness.rs"]
 mod harness;
+
+#[cfg(feature = "preprocess")]
+#[path = "../../../fuzz/src/image_harness.rs"]
+mod image_harness;
 
 use std::path::{Path, PathBuf};
 
@@ -137,18 +146,37 @@ fn checksum_fixup_keeps_a_valid_file_valid() {
 #[test]
 fn saved_fuzz_crashes_stay_fixed() {
     let root = repo().join("fuzz/regressions");
-    type Target = (&'static str, fn(&[u8]));
-    let targets: [Target; 2] = [
-        ("load_model", |b| {
-            harness::load_and_run(b);
-        }),
-        ("load_model_fixed_crc", |b| {
-            harness::load_and_run(&harness::fix_checksums(b));
-        }),
+    type Target = (&'static str, Option<fn(&[u8])>);
+    let targets: [Target; 3] = [
+        (
+            "load_model",
+            Some(|b| {
+                harness::load_and_run(b);
+            }),
+        ),
+        (
+            "load_model_fixed_crc",
+            Some(|b| {
+                harness::load_and_run(&harness::fix_checksums(b));
+            }),
+        ),
+        #[cfg(feature = "preprocess")]
+        (
+            "decode_image",
+            Some(|b| {
+                image_harness::decode_and_preprocess(b);
+            }),
+        ),
+        #[cfg(not(feature = "preprocess"))]
+        ("decode_image", None),
     ];
     let mut replayed = 0;
     for (target, run) in targets {
         let Ok(dir) = std::fs::read_dir(root.join(target)) else {
+            continue;
+        };
+        let Some(run) = run else {
+            println!("{target}: not replayed (needs levit's `preprocess` feature)");
             continue;
         };
         let mut files: Vec<PathBuf> = dir.map(|e| e.unwrap().path()).collect();
@@ -161,6 +189,43 @@ fn saved_fuzz_crashes_stay_fixed() {
         }
     }
     println!("{replayed} saved fuzz inputs replayed");
+}
+
+/// The image seeds of the `decode_image` target are small, decode, and cover every
+/// format and JPEG mode the decoders handle.
+#[cfg(feature = "preprocess")]
+#[test]
+fn image_seeds_decode() {
+    let dir = repo().join("fuzz/seeds/images");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes.len() <= 20_000,
+            "{}: keep seeds small",
+            path.display()
+        );
+        assert!(
+            image_harness::decode_and_preprocess(&bytes),
+            "{} does not decode",
+            path.display()
+        );
+        names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for kind in [
+        "baseline",
+        "progressive",
+        "restarts",
+        ".png",
+        ".webp",
+        "exif",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(kind)),
+            "no {kind} seed in {names:?}"
+        );
+    }
 }
 
 /// Header offsets of `bytes`: `8 + header_len`.
