@@ -23,6 +23,8 @@ pub(crate) const NP: usize = 1;
 /// `1 <= mr <= MR`, `np == 1`.
 pub(crate) unsafe fn run_tile(mr: usize, np: usize, t: &Tile) {
     debug_assert_eq!(np, 1);
+    // One run of A per row: only AVX-512 takes segmented rows (`gemm_segmented`).
+    debug_assert!(t.seg_len >= t.k);
     macro_rules! dispatch {
         ($($m:literal)*) => {
             match mr {

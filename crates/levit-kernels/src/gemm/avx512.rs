@@ -26,7 +26,7 @@ pub(crate) const WIDE_NP: usize = 4;
 /// Generates a family of tile kernels for one kind of A operand (`$a`, read by the
 /// macro `$value!(a, kk, r)` after `$prepare!(t)`), and `run_tile` dispatching to them.
 macro_rules! tile_family {
-    ($a:ty, $prepare:ident, $value:ident) => {
+    ($a:ty, $prepare:ident, $value:ident, $advance:ident) => {
         use core::arch::x86_64::*;
 
         use super::*;
@@ -82,42 +82,42 @@ macro_rules! tile_family {
             }
         }
 
-        tile_fn!($a, $prepare, $value, t1x1, 1, [0], [0]);
-        tile_fn!($a, $prepare, $value, t2x1, 1, [0], [0 1]);
-        tile_fn!($a, $prepare, $value, t3x1, 1, [0], [0 1 2]);
-        tile_fn!($a, $prepare, $value, t4x1, 1, [0], [0 1 2 3]);
-        tile_fn!($a, $prepare, $value, t5x1, 1, [0], [0 1 2 3 4]);
-        tile_fn!($a, $prepare, $value, t6x1, 1, [0], [0 1 2 3 4 5]);
-        tile_fn!($a, $prepare, $value, t7x1, 1, [0], [0 1 2 3 4 5 6]);
-        tile_fn!($a, $prepare, $value, t8x1, 1, [0], [0 1 2 3 4 5 6 7]);
-        tile_fn!($a, $prepare, $value, t9x1, 1, [0], [0 1 2 3 4 5 6 7 8]);
-        tile_fn!($a, $prepare, $value, t10x1, 1, [0], [0 1 2 3 4 5 6 7 8 9]);
-        tile_fn!($a, $prepare, $value, t11x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10]);
-        tile_fn!($a, $prepare, $value, t12x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10 11]);
-        tile_fn!($a, $prepare, $value, t1x3, 3, [0 1 2], [0]);
-        tile_fn!($a, $prepare, $value, t2x3, 3, [0 1 2], [0 1]);
-        tile_fn!($a, $prepare, $value, t3x3, 3, [0 1 2], [0 1 2]);
-        tile_fn!($a, $prepare, $value, t4x3, 3, [0 1 2], [0 1 2 3]);
-        tile_fn!($a, $prepare, $value, t5x3, 3, [0 1 2], [0 1 2 3 4]);
-        tile_fn!($a, $prepare, $value, t6x3, 3, [0 1 2], [0 1 2 3 4 5]);
-        tile_fn!($a, $prepare, $value, t1x4, 4, [0 1 2 3], [0]);
-        tile_fn!($a, $prepare, $value, t2x4, 4, [0 1 2 3], [0 1]);
-        tile_fn!($a, $prepare, $value, t3x4, 4, [0 1 2 3], [0 1 2]);
-        tile_fn!($a, $prepare, $value, t4x4, 4, [0 1 2 3], [0 1 2 3]);
-        tile_fn!($a, $prepare, $value, t5x4, 4, [0 1 2 3], [0 1 2 3 4]);
-        tile_fn!($a, $prepare, $value, t6x4, 4, [0 1 2 3], [0 1 2 3 4 5]);
-        tile_fn!($a, $prepare, $value, t1x2, 2, [0 1], [0]);
-        tile_fn!($a, $prepare, $value, t2x2, 2, [0 1], [0 1]);
-        tile_fn!($a, $prepare, $value, t3x2, 2, [0 1], [0 1 2]);
-        tile_fn!($a, $prepare, $value, t4x2, 2, [0 1], [0 1 2 3]);
-        tile_fn!($a, $prepare, $value, t5x2, 2, [0 1], [0 1 2 3 4]);
-        tile_fn!($a, $prepare, $value, t6x2, 2, [0 1], [0 1 2 3 4 5]);
-        tile_fn!($a, $prepare, $value, t7x2, 2, [0 1], [0 1 2 3 4 5 6]);
-        tile_fn!($a, $prepare, $value, t8x2, 2, [0 1], [0 1 2 3 4 5 6 7]);
-        tile_fn!($a, $prepare, $value, t9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
-        tile_fn!($a, $prepare, $value, t10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
-        tile_fn!($a, $prepare, $value, t11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
-        tile_fn!($a, $prepare, $value, t12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);
+        tile_fn!($a, $prepare, $value, $advance, t1x1, 1, [0], [0]);
+        tile_fn!($a, $prepare, $value, $advance, t2x1, 1, [0], [0 1]);
+        tile_fn!($a, $prepare, $value, $advance, t3x1, 1, [0], [0 1 2]);
+        tile_fn!($a, $prepare, $value, $advance, t4x1, 1, [0], [0 1 2 3]);
+        tile_fn!($a, $prepare, $value, $advance, t5x1, 1, [0], [0 1 2 3 4]);
+        tile_fn!($a, $prepare, $value, $advance, t6x1, 1, [0], [0 1 2 3 4 5]);
+        tile_fn!($a, $prepare, $value, $advance, t7x1, 1, [0], [0 1 2 3 4 5 6]);
+        tile_fn!($a, $prepare, $value, $advance, t8x1, 1, [0], [0 1 2 3 4 5 6 7]);
+        tile_fn!($a, $prepare, $value, $advance, t9x1, 1, [0], [0 1 2 3 4 5 6 7 8]);
+        tile_fn!($a, $prepare, $value, $advance, t10x1, 1, [0], [0 1 2 3 4 5 6 7 8 9]);
+        tile_fn!($a, $prepare, $value, $advance, t11x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10]);
+        tile_fn!($a, $prepare, $value, $advance, t12x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10 11]);
+        tile_fn!($a, $prepare, $value, $advance, t1x3, 3, [0 1 2], [0]);
+        tile_fn!($a, $prepare, $value, $advance, t2x3, 3, [0 1 2], [0 1]);
+        tile_fn!($a, $prepare, $value, $advance, t3x3, 3, [0 1 2], [0 1 2]);
+        tile_fn!($a, $prepare, $value, $advance, t4x3, 3, [0 1 2], [0 1 2 3]);
+        tile_fn!($a, $prepare, $value, $advance, t5x3, 3, [0 1 2], [0 1 2 3 4]);
+        tile_fn!($a, $prepare, $value, $advance, t6x3, 3, [0 1 2], [0 1 2 3 4 5]);
+        tile_fn!($a, $prepare, $value, $advance, t1x4, 4, [0 1 2 3], [0]);
+        tile_fn!($a, $prepare, $value, $advance, t2x4, 4, [0 1 2 3], [0 1]);
+        tile_fn!($a, $prepare, $value, $advance, t3x4, 4, [0 1 2 3], [0 1 2]);
+        tile_fn!($a, $prepare, $value, $advance, t4x4, 4, [0 1 2 3], [0 1 2 3]);
+        tile_fn!($a, $prepare, $value, $advance, t5x4, 4, [0 1 2 3], [0 1 2 3 4]);
+        tile_fn!($a, $prepare, $value, $advance, t6x4, 4, [0 1 2 3], [0 1 2 3 4 5]);
+        tile_fn!($a, $prepare, $value, $advance, t1x2, 2, [0 1], [0]);
+        tile_fn!($a, $prepare, $value, $advance, t2x2, 2, [0 1], [0 1]);
+        tile_fn!($a, $prepare, $value, $advance, t3x2, 2, [0 1], [0 1 2]);
+        tile_fn!($a, $prepare, $value, $advance, t4x2, 2, [0 1], [0 1 2 3]);
+        tile_fn!($a, $prepare, $value, $advance, t5x2, 2, [0 1], [0 1 2 3 4]);
+        tile_fn!($a, $prepare, $value, $advance, t6x2, 2, [0 1], [0 1 2 3 4 5]);
+        tile_fn!($a, $prepare, $value, $advance, t7x2, 2, [0 1], [0 1 2 3 4 5 6]);
+        tile_fn!($a, $prepare, $value, $advance, t8x2, 2, [0 1], [0 1 2 3 4 5 6 7]);
+        tile_fn!($a, $prepare, $value, $advance, t9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
+        tile_fn!($a, $prepare, $value, $advance, t10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
+        tile_fn!($a, $prepare, $value, $advance, t11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
+        tile_fn!($a, $prepare, $value, $advance, t12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);
     };
 }
 
@@ -153,15 +153,25 @@ macro_rules! store_row {
 }
 
 macro_rules! tile_fn {
-    ($a:ty, $prepare:ident, $value:ident, $name:ident, $np:literal, $ps:tt, [$($r:literal)+]) => {
+    ($a:ty, $prepare:ident, $value:ident, $advance:ident, $name:ident, $np:literal, $ps:tt, [$($r:literal)+]) => {
         #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,fma")]
         unsafe fn $name(t: &Tile<$a>) {
             const R: usize = [$($r),+].len();
             debug_assert!(t.cols >= 1 && t.cols <= $np * 16 && t.cols > ($np - 1) * 16);
             let mut acc = [[_mm512_setzero_ps(); $np]; R];
-            let a = $prepare!(t, [$($r)+]);
+            #[allow(unused_mut)]
+            let mut a = $prepare!(t, [$($r)+]);
             let (b, stride) = (t.b, t.panel_stride);
+            // A rows may come in runs of `seg_len` steps `seg_stride` apart (the
+            // implicit-GEMM convolution); at each run boundary the row pointers move so
+            // that `a[r] + kk` stays the address of step kk. One run for a plain GEMM:
+            // the branch never fires.
+            let mut seg_end = t.seg_len;
             for kk in 0..t.k {
+                if kk == seg_end {
+                    $advance!(a, t.seg_stride.wrapping_sub(t.seg_len), [$($r)+]);
+                    seg_end += t.seg_len;
+                }
                 // SAFETY: `t.b` holds `np` panels of `t.k * 16` floats `stride` apart and
                 // the A values of rows < mr at kk < t.k are readable (Tile contract).
                 unsafe {
@@ -198,6 +208,12 @@ macro_rules! rows_value {
         *$a[$r].add($kk)
     };
 }
+macro_rules! rows_advance {
+    ($a:ident, $by:expr, [$($r:literal)+]) => {{
+        let by = $by;
+        $( $a[$r] = $a[$r].wrapping_add(by); )+
+    }};
+}
 /// One base pointer and the tap table: each `k` step loads one offset, then the rows'
 /// broadcasts share one address register with constant displacements.
 macro_rules! taps_prepare {
@@ -210,13 +226,19 @@ macro_rules! taps_value {
         *$a.base.add(*$a.koff.add($kk) as usize + 2 * $r)
     };
 }
+/// Tap tables index all of K (their tiles are one run): nothing moves.
+macro_rules! taps_advance {
+    ($a:ident, $by:expr, [$($r:literal)+]) => {{
+        let _ = $by;
+    }};
+}
 
 /// Kernels reading A rows in place (`GemmArgs`).
 pub(crate) mod rows {
-    tile_family!(RowPtrs, rows_prepare, rows_value);
+    tile_family!(RowPtrs, rows_prepare, rows_value, rows_advance);
 }
 
 /// Kernels reading A through a tap table (`TapsArgs`).
 pub(crate) mod taps {
-    tile_family!(Taps, taps_prepare, taps_value);
+    tile_family!(Taps, taps_prepare, taps_value, taps_advance);
 }

@@ -78,6 +78,16 @@ impl GemmArgs<'_> {
             return Ok(());
         }
         check_b_and_c(m, k, n, self.b, self.bias, self.ldc, c_len)?;
+        if k > 0 && self.lda < k {
+            return Err(format!("lda {} shorter than k {k}", self.lda));
+        }
+        self.check_a_rows(k)
+    }
+
+    /// The A part of [`GemmArgs::check`] (`m > 0`): the `span` floats from the start of
+    /// every row are in `a`.
+    fn check_a_rows(&self, span: usize) -> Result<(), String> {
+        let m = self.m;
         let max_row = match self.a_rows {
             Some(rows) => {
                 if rows.len() < m {
@@ -87,9 +97,9 @@ impl GemmArgs<'_> {
             }
             None => m - 1,
         };
-        if k > 0 && (self.lda < k || self.a.len() < max_row * self.lda + k) {
+        if span > 0 && self.a.len() < max_row * self.lda + span {
             return Err(format!(
-                "A of {} floats with lda {} too small for row {max_row}, k {k}",
+                "A of {} floats with lda {} too small for row {max_row} spanning {span}",
                 self.a.len(),
                 self.lda
             ));
@@ -216,7 +226,17 @@ pub unsafe fn gemm_block_raw(
     let kernel = Kernel::for_isa(isa);
     // SAFETY: `check` validated every index the block reads in `args` and that the
     // block lies inside `c_len`; the caller guarantees `c` and exclusivity.
-    unsafe { drive(&kernel, args, c, c_len, rows, panels) }
+    unsafe {
+        drive(
+            &kernel,
+            args,
+            Segments::whole(args.k),
+            c,
+            c_len,
+            rows,
+            panels,
+        )
+    }
 }
 
 /// Bytes of packed B one row tile sweeps before moving to the next row tile.
@@ -251,6 +271,11 @@ pub(crate) struct Tile<A = RowPtrs> {
     pub(crate) b: *const f32,
     pub(crate) panel_stride: usize,
     pub(crate) k: usize,
+    /// K steps per run of A (`>= k`: one contiguous run; only the AVX-512 row kernels
+    /// take several, see [`gemm_segmented`]).
+    pub(crate) seg_len: usize,
+    /// Distance in A between the starts of consecutive runs of a row.
+    pub(crate) seg_stride: usize,
     pub(crate) bias: *const f32,
     pub(crate) c: *mut f32,
     pub(crate) ldc: usize,
@@ -312,6 +337,7 @@ impl Kernel {
 unsafe fn drive(
     kernel: &Kernel,
     args: &GemmArgs,
+    segments: Segments,
     c: *mut f32,
     c_len: usize,
     rows: Range<usize>,
@@ -319,8 +345,10 @@ unsafe fn drive(
 ) {
     debug_assert!(kernel.mr <= MAX_MR);
     let GemmArgs { k, n, ldc, .. } = *args;
+    // Wide tiles help when B streams from memory; a segmented A (a convolution, whose
+    // small weights stay cached) keeps the tall tiles.
     let (mr_max, np_max) = match kernel.wide {
-        Some(wide) if rows.len() <= WIDE_MAX_ROWS => wide,
+        Some(wide) if rows.len() <= WIDE_MAX_ROWS && segments.len >= k => wide,
         _ => (kernel.mr, kernel.np),
     };
     let chunk = (B_CHUNK_BYTES / (k * NR * 4).max(1)).max(np_max) / np_max * np_max;
@@ -346,7 +374,11 @@ unsafe fn drive(
                 debug_assert!((p + np) * k * NR <= args.b.len() && p * NR + cols <= n);
                 debug_assert!((i + mr - 1) * ldc + p * NR + cols <= c_len);
                 debug_assert!(
-                    k == 0 || (i..i + mr).all(|r| args.a_row_offset(r) + k <= args.a.len())
+                    k == 0
+                        || (i..i + mr).all(|r| {
+                            let span = (k / segments.len - 1) * segments.stride + segments.len;
+                            args.a_row_offset(r) + span <= args.a.len()
+                        })
                 );
                 // SAFETY: p < panels(n) and `check` proved B holds panels(n) panels of
                 // k*NR floats and bias n floats; row i < m and column p*NR < n, so the
@@ -357,6 +389,8 @@ unsafe fn drive(
                         b: args.b.as_ptr().add(p * k * NR),
                         panel_stride: k * NR,
                         k,
+                        seg_len: segments.len,
+                        seg_stride: segments.stride,
                         bias: args.bias.as_ptr().add(p * NR),
                         c: c.add(i * ldc + p * NR),
                         ldc,
@@ -373,6 +407,71 @@ unsafe fn drive(
             i += mr;
         }
         p0 = p_end;
+    }
+}
+
+/// How a row of A covers K: runs of `len` floats, `stride` apart (one run of `k`
+/// floats for a plain GEMM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segments {
+    /// K steps per run.
+    pub len: usize,
+    /// Distance in A between the starts of consecutive runs.
+    pub stride: usize,
+}
+
+impl Segments {
+    /// One contiguous run of `k` floats.
+    pub const fn whole(k: usize) -> Segments {
+        Segments { len: k, stride: k }
+    }
+}
+
+/// The paths whose kernels read A rows in several runs ([`gemm_segmented`]).
+pub fn segmented_supported(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa == Isa::Avx512 && isa.is_supported()
+}
+
+/// [`gemm`] with each A row made of `k / segments.len` runs of `segments.len` floats,
+/// `segments.stride` apart: row `i`, step `s*len + j` reads `a[row(i) + s*stride + j]`
+/// (rows may overlap). A 3x3 convolution over an HWC image reads its rows this way
+/// straight from the image, one run per kernel row, with no im2col copy.
+/// Bit-identical to [`gemm`] on the gathered rows.
+///
+/// # Panics
+/// If `isa` is not [`segmented_supported`], `segments.len` does not divide `k`, or the
+/// operands do not fit (as [`GemmArgs::check`], each row spanning
+/// `(k/len - 1)*stride + len` floats of `a`).
+pub fn gemm_segmented(isa: Isa, args: &GemmArgs, segments: Segments, c: &mut [f32]) {
+    assert!(segmented_supported(isa), "gemm_segmented: no {isa} kernel");
+    let GemmArgs { m, k, n, .. } = *args;
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        k > 0 && segments.len > 0 && k.is_multiple_of(segments.len),
+        "gemm_segmented: runs of {} do not divide k = {k}",
+        segments.len
+    );
+    let span = (k / segments.len - 1) * segments.stride + segments.len;
+    if let Err(e) = check_b_and_c(m, k, n, args.b, args.bias, args.ldc, c.len())
+        .and_then(|()| args.check_a_rows(span))
+    {
+        panic!("gemm_segmented called with inconsistent operands: {e}");
+    }
+    let kernel = Kernel::for_isa(isa);
+    // SAFETY: the checks above cover B, bias, C and every run of every A row; `c` is
+    // an exclusive borrow; the ISA was checked by `segmented_supported`.
+    unsafe {
+        drive(
+            &kernel,
+            args,
+            segments,
+            c.as_mut_ptr(),
+            c.len(),
+            0..m,
+            0..crate::panels(n),
+        )
     }
 }
 
@@ -465,6 +564,8 @@ pub fn gemm_taps(isa: Isa, args: &TapsArgs, c: &mut [f32]) {
                         b: args.b.as_ptr().add(p * k * NR),
                         panel_stride: k * NR,
                         k,
+                        seg_len: k,
+                        seg_stride: 0,
                         bias: args.bias.as_ptr().add(p * NR),
                         c: c.as_mut_ptr().add(i * ldc + p * NR),
                         ldc,

@@ -21,6 +21,8 @@ pub(crate) const NP: usize = 1;
 /// `t` must satisfy [`Tile`]'s contract with `1 <= mr <= MR`, `np == 1`.
 pub(crate) unsafe fn run_tile(mr: usize, np: usize, t: &Tile) {
     debug_assert_eq!(np, 1);
+    // One run of A per row: only AVX-512 takes segmented rows (`gemm_segmented`).
+    debug_assert!(t.seg_len >= t.k);
     // SAFETY: forwarded from this function's contract (`t` meets `Tile`'s, and the
     // match picks the tile height `mr`).
     unsafe {
