@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 pub use image;
 
 mod jpeg;
+mod png_palette;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 /// ImageNet channel means (timm's `IMAGENET_DEFAULT_MEAN`).
@@ -206,6 +207,14 @@ pub fn decode_image_with_limit(
             // Features this decoder leaves out, and streams it finds corrupt: the
             // `image` crate's decoder has its say.
             Ok(None) | Err(jpeg::Error::Corrupt(_)) => {}
+        }
+    }
+    if format == Some(image::ImageFormat::Png) {
+        if let Some(problem) = png_palette::palette_problem(bytes) {
+            let hint = image::error::ImageFormatHint::Exact(image::ImageFormat::Png);
+            return Err(image::ImageError::Decoding(
+                image::error::DecodingError::new(hint, problem),
+            ));
         }
     }
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
