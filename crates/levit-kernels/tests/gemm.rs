@@ -495,6 +495,30 @@ fn short_output_panics() {
     gemm::gemm(Isa::best(), &args, &mut [0.0; 3]);
 }
 
+/// A GEMM of contiguous row-major `a` (`m x k`) into a dense `m x n` output.
+fn dense_args<'a>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &'a [f32],
+    packed: &'a [f32],
+    bias: &'a [f32],
+    epilogue: Epilogue,
+) -> GemmArgs<'a> {
+    GemmArgs {
+        m,
+        k,
+        n,
+        a,
+        lda: k,
+        a_rows: None,
+        b: packed,
+        bias,
+        ldc: n,
+        epilogue,
+    }
+}
+
 #[test]
 fn tap_table_gemm_equals_the_gemm_of_the_gathered_rows() {
     // A[i][k] = a[koff[k] + 2i] with an arbitrary (non-monotonic) tap table: gather the
@@ -523,18 +547,7 @@ fn tap_table_gemm_equals_the_gemm_of_the_gathered_rows() {
         ] {
             let start = rng.vec(m * n, 1.0);
             let mut want = start.clone();
-            let args = GemmArgs {
-                m,
-                k,
-                n,
-                a: &rows,
-                lda: k,
-                a_rows: None,
-                b: &packed,
-                bias: &bias,
-                ldc: n,
-                epilogue,
-            };
+            let args = dense_args(m, k, n, &rows, &packed, &bias, epilogue);
             gemm::gemm(isa, &args, &mut want);
             let mut got = start.clone();
             let taps = gemm::TapsArgs {
@@ -589,18 +602,8 @@ fn segmented_gemm_equals_the_gemm_of_the_gathered_rows() {
         .into_iter()
         .filter(|&i| gemm::segmented_supported(i))
     {
-        let args = GemmArgs {
-            m,
-            k,
-            n,
-            a: &rows,
-            lda: k,
-            a_rows: None,
-            b: &packed,
-            bias: &bias,
-            ldc: n,
-            epilogue: Epilogue::BiasAct(Activation::HardSwish),
-        };
+        let epilogue = Epilogue::BiasAct(Activation::HardSwish);
+        let args = dense_args(m, k, n, &rows, &packed, &bias, epilogue);
         let mut want = vec![0.0; m * n];
         gemm::gemm(isa, &args, &mut want);
         let mut got = vec![0.0; m * n];

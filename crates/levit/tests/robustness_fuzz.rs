@@ -19,6 +19,8 @@ mod harness;
 #[path = "../../../fuzz/src/image_harness.rs"]
 mod image_harness;
 
+mod robustness_common;
+
 use std::path::{Path, PathBuf};
 
 use levit::{synth, Config, Model, ModelOptions};
@@ -49,18 +51,8 @@ fn seed_configs() -> Vec<(&'static str, Config)> {
     };
     let two = base("fuzz_two_stages");
     let one = Config {
-        img_size: 16,
-        in_chans: 1,
-        num_classes: 3,
-        embed_dim: vec![8],
-        key_dim: 4,
-        num_heads: vec![1],
-        depth: vec![1],
-        attn_ratio: vec![1.0],
-        mlp_ratio: vec![1.0],
-        act: ActKind::Silu,
-        distilled: false,
-        ..base("fuzz_one_stage")
+        variant: "fuzz_one_stage".into(),
+        ..robustness_common::tiny_config()
     };
     let three = Config {
         img_size: 48,

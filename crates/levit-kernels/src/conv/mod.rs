@@ -143,31 +143,26 @@ fn conv_rows_in_place(
             gemm::gemm(isa, &w.gemm_args(g, wout, scratch), out_row);
             continue;
         }
-        let inner = 1..last_inner + 1;
-        for ox in (0..wout).filter(|ox| !inner.contains(ox)) {
+        // Column 0 and any columns past `last_inner` need padding: copied taps.
+        for ox in core::iter::once(0).chain(last_inner + 1..wout) {
             let taps = &mut scratch[..k];
             hwc_pixel_taps(input, g, oy, ox, taps);
             let pixel_out = &mut out_row[ox * w.cout..][..w.cout];
             gemm::gemm(isa, &w.gemm_args(g, 1, taps), pixel_out);
         }
-        let start = ((2 * oy - 1) * g.win + 2 * inner.start - 1) * cin;
+        // Pixels 1..=last_inner read their taps from the image, starting at pixel
+        // (2oy - 1, 1).
+        let start = ((2 * oy - 1) * g.win + 1) * cin;
         let args = GemmArgs {
-            m: inner.len(),
-            k,
-            n: w.cout,
             a: &input[start..],
             lda: 2 * cin,
-            a_rows: None,
-            b: w.weight,
-            bias: w.bias,
-            ldc: w.cout,
-            epilogue: w.epilogue,
+            ..w.gemm_args(g, last_inner, &[])
         };
         let runs = gemm::Segments {
             len: 3 * cin,
             stride: g.win * cin,
         };
-        gemm::gemm_segmented(isa, &args, runs, &mut out_row[inner.start * w.cout..]);
+        gemm::gemm_segmented(isa, &args, runs, &mut out_row[w.cout..]);
     }
 }
 
