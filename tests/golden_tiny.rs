@@ -14,7 +14,7 @@ fn tiny_models_match_pytorch_on_every_path() {
 /// in the first stage-1 block (what a wrong bias index would do).
 #[test]
 fn harness_catches_a_swapped_bias_table() {
-    use levit_format::{write_weight_file, TensorData, WeightFile};
+    use levit_format::{write_weight_file, TensorBytes, TensorData, WeightFile};
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-tiny");
     let models = levit_rs::read_manifest(&dir).unwrap();
@@ -24,7 +24,7 @@ fn harness_catches_a_swapped_bias_table() {
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = file
         .tensors()
         .map(|t| {
-            let mut data = t.data.to_vec();
+            let mut data = t.f32().unwrap().to_vec();
             if t.name == target {
                 let row = t.shape[1];
                 let (first, rest) = data.split_at_mut(row);
@@ -38,7 +38,7 @@ fn harness_catches_a_swapped_bias_table() {
         .map(|(n, s, d)| TensorData {
             name: n,
             shape: s,
-            data: d,
+            data: TensorBytes::F32(d),
         })
         .collect();
     let path = std::env::temp_dir().join(format!("levit-swapped-{}.lvt", std::process::id()));

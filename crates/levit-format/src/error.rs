@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::Dtype;
+
 /// Why a weight file was refused. Every variant names what and where.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
@@ -26,11 +28,12 @@ pub enum FormatError {
     #[error("not a levit-rs weight file: {0} (convert checkpoints with `levit-weights convert`)")]
     NotLevit(String),
     /// The file was written by a newer (or unknown) format version.
-    #[error("weight file format version {found} is not supported (this build reads version {supported}); re-convert the checkpoint with a matching levit-weights")]
+    #[error("weight file format version {found} is not supported (this build reads versions {} to {supported}); re-convert the checkpoint with a matching levit-weights", crate::MIN_FORMAT_VERSION)]
     UnsupportedVersion {
         /// Version in the file.
         found: String,
-        /// Version this build reads.
+        /// The newest version this build reads (it reads every version from
+        /// [`crate::MIN_FORMAT_VERSION`] to this one).
         supported: u32,
     },
     /// A metadata entry is missing or unreadable.
@@ -41,13 +44,48 @@ pub enum FormatError {
         /// What is wrong.
         reason: String,
     },
-    /// A tensor is not f32.
-    #[error("tensor `{tensor}` has dtype {dtype}, expected F32")]
+    /// A tensor's dtype is not one a levit-rs file stores (F32, BF16, I8).
+    #[error("tensor `{tensor}` has dtype {dtype}, expected F32, BF16 or I8")]
     Dtype {
         /// Tensor name.
         tensor: String,
-        /// Dtype in the file.
+        /// Dtype in the file, as spelled there.
         dtype: String,
+    },
+    /// A tensor's dtype is a known one that the file's format version does not allow
+    /// (version 1 stores only F32).
+    #[error("tensor `{tensor}` has dtype {dtype}, which format version {version} does not allow (version 1 stores only F32; BF16 and I8 need version 2)")]
+    DtypeVersion {
+        /// Tensor name.
+        tensor: String,
+        /// Dtype in the file.
+        dtype: Dtype,
+        /// The file's format version.
+        version: u32,
+    },
+    /// A tensor's byte span does not match its shape and dtype (the header lies about
+    /// one of them).
+    #[error("malformed weight file: tensor `{tensor}` ({dtype}, shape {shape:?}) needs {expected} bytes but its data_offsets span {found}{}", size_note(*.dtype, *.found))]
+    TensorSize {
+        /// Tensor name.
+        tensor: String,
+        /// Dtype in the header.
+        dtype: Dtype,
+        /// Shape in the header.
+        shape: Vec<usize>,
+        /// `product(shape) * dtype.size()`.
+        expected: usize,
+        /// `end - begin` of its data_offsets.
+        found: usize,
+    },
+    /// A tensor's byte size is not a multiple of 64 (the format pads every tensor so
+    /// that the next one starts aligned).
+    #[error("tensor `{tensor}` is {bytes} bytes long, not a multiple of 64 (every tensor is padded to whole 64-byte blocks)")]
+    Unpadded {
+        /// Tensor name.
+        tensor: String,
+        /// Its byte size.
+        bytes: usize,
     },
     /// A tensor does not start on a 64-byte boundary.
     #[error("tensor `{tensor}` starts at file offset {offset}, which is not 64-byte aligned")]
@@ -86,5 +124,16 @@ impl FormatError {
             key: key.to_string(),
             reason: reason.into(),
         }
+    }
+}
+
+fn size_note(dtype: Dtype, found: usize) -> String {
+    if found.is_multiple_of(dtype.size()) {
+        String::new()
+    } else {
+        format!(
+            " (not a whole number of {}-byte {dtype} elements)",
+            dtype.size()
+        )
     }
 }

@@ -4,9 +4,12 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensorError, SafeTensors};
+use safetensors::{Dtype as StDtype, SafeTensorError, SafeTensors};
 
-use crate::{FormatError, LoadMode, StorageBytes, ALIGNMENT, FORMAT_VERSION, MAGIC};
+use crate::{
+    Dtype, FormatError, LoadMode, StorageBytes, ALIGNMENT, FORMAT_VERSION, MAGIC,
+    MIN_FORMAT_VERSION,
+};
 
 /// How to open a weight file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,20 +36,61 @@ impl Default for LoadOptions {
 struct TensorEntry {
     name: String,
     shape: Vec<usize>,
+    dtype: Dtype,
     begin: usize,
     end: usize,
     crc32: u32,
 }
 
-/// A borrowed tensor: name, shape and f32 data living in the file's bytes.
+/// A borrowed tensor: name, shape, dtype and the data bytes living in the file.
 #[derive(Clone, Copy, Debug)]
 pub struct TensorView<'a> {
     /// Tensor name.
     pub name: &'a str,
     /// Shape as stored.
     pub shape: &'a [usize],
-    /// Data, 64-byte aligned.
-    pub data: &'a [f32],
+    /// Element type.
+    pub dtype: Dtype,
+    /// Data bytes (little-endian), 64-byte aligned, exactly
+    /// `product(shape) * dtype.size()` long.
+    pub bytes: &'a [u8],
+}
+
+impl<'a> TensorView<'a> {
+    /// The data as f32s: `Some` only when the dtype is F32.
+    pub fn f32(&self) -> Option<&'a [f32]> {
+        match self.dtype {
+            Dtype::F32 => bytemuck::try_cast_slice(self.bytes).ok(),
+            _ => None,
+        }
+    }
+
+    /// The data as raw bf16 bit patterns (the upper half of an f32): `Some` only when
+    /// the dtype is BF16.
+    pub fn bf16(&self) -> Option<&'a [u16]> {
+        match self.dtype {
+            Dtype::Bf16 => bytemuck::try_cast_slice(self.bytes).ok(),
+            _ => None,
+        }
+    }
+
+    /// The data as signed bytes: `Some` only when the dtype is I8.
+    pub fn i8(&self) -> Option<&'a [i8]> {
+        match self.dtype {
+            Dtype::I8 => bytemuck::try_cast_slice(self.bytes).ok(),
+            _ => None,
+        }
+    }
+
+    /// Number of elements (`product(shape)`).
+    pub fn len(&self) -> usize {
+        self.bytes.len() / self.dtype.size()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
 }
 
 /// A validated weight file. Tensor data is used in place (no copy for `Mmap`).
@@ -117,7 +161,8 @@ impl WeightFile {
                 buf.len() - 8
             )));
         }
-        let (header_len, metadata) = SafeTensors::read_metadata(buf).map_err(container_error)?;
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(buf).map_err(|e| diagnose(buf, e))?;
         let data_start = 8 + header_len;
         if !data_start.is_multiple_of(ALIGNMENT) {
             return Err(FormatError::Container(format!(
@@ -148,7 +193,7 @@ impl WeightFile {
         }
         let version_text = get("format_version")?;
         let format_version = match version_text.trim().parse::<u32>() {
-            Ok(v) if v == FORMAT_VERSION => v,
+            Ok(v) if (MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&v) => v,
             _ => {
                 return Err(FormatError::UnsupportedVersion {
                     found: version_text.clone(),
@@ -173,16 +218,43 @@ impl WeightFile {
             let info = metadata
                 .info(&name)
                 .ok_or_else(|| FormatError::Container(format!("tensor `{name}` vanished")))?;
-            if info.dtype != Dtype::F32 {
-                return Err(FormatError::Dtype {
+            let dtype = match info.dtype {
+                StDtype::F32 => Dtype::F32,
+                StDtype::BF16 => Dtype::Bf16,
+                StDtype::I8 => Dtype::I8,
+                other => {
+                    return Err(FormatError::Dtype {
+                        tensor: name,
+                        dtype: format!("{other:?}"),
+                    })
+                }
+            };
+            if !dtype.allowed_in(format_version) {
+                return Err(FormatError::DtypeVersion {
                     tensor: name,
-                    dtype: format!("{:?}", info.dtype),
+                    dtype,
+                    version: format_version,
                 });
             }
             let (begin, end) = (
                 data_start + info.data_offsets.0,
                 data_start + info.data_offsets.1,
             );
+            // safetensors checked `end - begin == product(shape) * size`; check it again
+            // here so that the views below can rely on it whatever that crate does.
+            let expected = info
+                .shape
+                .iter()
+                .try_fold(dtype.size(), |n, &d| n.checked_mul(d));
+            if expected != Some(end - begin) {
+                return Err(FormatError::TensorSize {
+                    tensor: name,
+                    dtype,
+                    shape: info.shape.clone(),
+                    expected: expected.unwrap_or(usize::MAX),
+                    found: end - begin,
+                });
+            }
             if !begin.is_multiple_of(ALIGNMENT) {
                 return Err(FormatError::Misaligned {
                     tensor: name,
@@ -196,9 +268,21 @@ impl WeightFile {
             tensors.push(TensorEntry {
                 name,
                 shape: info.shape.clone(),
+                dtype,
                 begin,
                 end,
                 crc32,
+            });
+        }
+        // Every start is aligned and the tensors are contiguous, so only the last one
+        // can be unpadded; the file must end on a whole 64-byte block too.
+        if let Some(t) = tensors
+            .iter()
+            .find(|t| !(t.end - t.begin).is_multiple_of(ALIGNMENT))
+        {
+            return Err(FormatError::Unpadded {
+                tensor: t.name.clone(),
+                bytes: t.end - t.begin,
             });
         }
         if let Some(extra) = checksums.keys().min() {
@@ -299,14 +383,25 @@ impl WeightFile {
         self.tensors.iter().map(|t| self.view(t))
     }
 
+    /// How many tensors the file stores in each dtype: the dtypes present, in the
+    /// order of [`Dtype::ALL`] (F32, BF16, I8).
+    pub fn precision_summary(&self) -> Vec<(Dtype, usize)> {
+        Dtype::ALL
+            .into_iter()
+            .map(|d| (d, self.tensors.iter().filter(|t| t.dtype == d).count()))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
     fn view<'a>(&'a self, t: &'a TensorEntry) -> TensorView<'a> {
         // Begin/end are 64-byte aligned offsets into 64-byte aligned storage and the
-        // container check proved `end - begin == 4 * elements`, so the cast cannot fail.
-        let data = bytemuck::cast_slice(&self.bytes.as_slice()[t.begin..t.end]);
+        // load proved `end - begin == dtype.size() * elements`, so the typed views'
+        // casts cannot fail.
         TensorView {
             name: &t.name,
             shape: &t.shape,
-            data,
+            dtype: t.dtype,
+            bytes: &self.bytes.as_slice()[t.begin..t.end],
         }
     }
 }
@@ -334,6 +429,81 @@ fn parse_checksums(text: &str) -> Result<HashMap<String, u32>, FormatError> {
             ))
         })
         .collect()
+}
+
+/// The error for a header safetensors refused: a typed error naming the tensor when the
+/// header is JSON and one of its tensors has an unknown dtype or a byte span that does
+/// not match its shape and dtype (what safetensors reports without a name), else the
+/// container error.
+fn diagnose(buf: &[u8], e: SafeTensorError) -> FormatError {
+    let named = match e {
+        SafeTensorError::InvalidHeaderDeserialization(_)
+        | SafeTensorError::TensorInvalidInfo
+        | SafeTensorError::MisalignedSlice => named_tensor_error(buf),
+        _ => None,
+    };
+    named.unwrap_or_else(|| container_error(e))
+}
+
+fn named_tensor_error(buf: &[u8]) -> Option<FormatError> {
+    use serde_json::Value;
+    let len = usize::try_from(u64::from_le_bytes(buf.get(..8)?.try_into().ok()?)).ok()?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(buf.get(8..8usize.checked_add(len)?)?).ok()?;
+    let mut entries: Vec<(u64, &String, &Value)> = header
+        .iter()
+        .filter(|(name, _)| name.as_str() != "__metadata__")
+        .map(|(name, info)| {
+            let begin = info
+                .pointer("/data_offsets/0")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX);
+            (begin, name, info)
+        })
+        .collect();
+    // The order safetensors validates in: by offset (ties and garbage by name).
+    entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    for (_, name, info) in entries {
+        let Some(text) = info.get("dtype").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(dtype) = Dtype::from_name(text) else {
+            return Some(FormatError::Dtype {
+                tensor: name.clone(),
+                dtype: text.to_string(),
+            });
+        };
+        let shape: Option<Vec<usize>> = info.get("shape").and_then(Value::as_array).and_then(|s| {
+            s.iter()
+                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                .collect()
+        });
+        let offsets = info.get("data_offsets").and_then(Value::as_array);
+        let span = offsets.filter(|o| o.len() == 2).and_then(|o| {
+            let begin = usize::try_from(o[0].as_u64()?).ok()?;
+            let end = usize::try_from(o[1].as_u64()?).ok()?;
+            end.checked_sub(begin)
+        });
+        let (Some(shape), Some(found)) = (shape, span) else {
+            continue;
+        };
+        let Some(expected) = shape
+            .iter()
+            .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
+        else {
+            continue;
+        };
+        if expected != found {
+            return Some(FormatError::TensorSize {
+                tensor: name.clone(),
+                dtype,
+                shape,
+                expected,
+                found,
+            });
+        }
+    }
+    None
 }
 
 fn container_error(e: SafeTensorError) -> FormatError {

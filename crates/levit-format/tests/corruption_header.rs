@@ -144,7 +144,8 @@ fn empty_tensor_loads_as_an_empty_view() {
         h["__metadata__"]["checksums"] = json!(sums.to_string());
     });
     let f = r.unwrap();
-    assert!(f.tensor("z").unwrap().data.is_empty());
+    let z = f.tensor("z").unwrap();
+    assert!(z.is_empty() && z.f32().unwrap().is_empty());
 }
 
 #[test]
@@ -185,20 +186,21 @@ fn metadata_of_the_wrong_type_is_refused() {
 
 #[test]
 fn version_spellings() {
-    // Any decimal spelling of 1 is version 1; anything else is refused and named.
-    for ok in ["1", " 1", "1 ", "01", "+1"] {
+    // Any decimal spelling of 1 or 2 is that version (an all-F32 file is valid in
+    // both); anything else is refused and named.
+    for ok in ["1", " 1", "1 ", "01", "+1", "2", " 02"] {
         let v = ok.to_string();
         assert!(
             edit(move |h| h["__metadata__"]["format_version"] = json!(v)).is_ok(),
             "{ok:?}"
         );
     }
-    for bad in ["", "2", "0", "-1", "1.0", "4294967297", "one"] {
+    for bad in ["", "3", "0", "-1", "1.0", "2.0", "4294967297", "one"] {
         let v = bad.to_string();
         match edit(move |h| h["__metadata__"]["format_version"] = json!(v)) {
             Err(FormatError::UnsupportedVersion {
                 found,
-                supported: 1,
+                supported: 2,
             }) => assert_eq!(found, bad),
             other => panic!("version {bad:?}: {other:?}"),
         }

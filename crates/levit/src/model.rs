@@ -117,7 +117,7 @@ impl Model {
             return Err(Error::UnexpectedTensors(unexpected));
         }
 
-        let lookup = |name: &str| file.tensor(name).map(|t| t.data);
+        let lookup = |name: &str| file.tensor(name).and_then(|t| t.f32());
         let plan = Plan::build(&config, &lookup)?;
         let model = Model {
             file,
@@ -161,7 +161,7 @@ impl Model {
 
     /// Parameters stored (padding excluded is not tracked: this counts stored floats).
     pub fn stored_floats(&self) -> usize {
-        self.file.tensors().map(|t| t.data.len()).sum()
+        self.file.tensors().map(|t| t.len()).sum()
     }
 
     /// Recomputes every tensor's CRC-32 and compares it with the file's header.
@@ -175,6 +175,9 @@ impl Model {
     }
 
     pub(crate) fn weight(&self, id: levit_graph::WeightId) -> &[f32] {
-        self.file.tensor_at(self.slots[id.0]).data
+        self.file
+            .tensor_at(self.slots[id.0])
+            .f32()
+            .expect("the plan was built from f32 tensors")
     }
 }

@@ -1,7 +1,7 @@
 //! Seeded random-weight models, for benchmarks and tests that need a model without
 //! Python. Magnitudes are tame (weights ~ N(0, 1/K), small biases), not trained.
 
-use levit_format::{write_weight_file, TensorData};
+use levit_format::{write_weight_file, TensorBytes, TensorData};
 use levit_graph::{tensor_specs, Config};
 use levit_kernels::NR;
 
@@ -96,7 +96,7 @@ pub fn random_weight_file(config: &Config, seed: u64) -> Result<Vec<u8>> {
         .map(|(spec, data)| TensorData {
             name: &spec.name,
             shape: &spec.shape,
-            data,
+            data: TensorBytes::F32(data),
         })
         .collect();
     debug_assert!(specs.iter().all(|s| s.len() % NR == 0));

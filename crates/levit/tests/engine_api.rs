@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use levit::synth::{self, Rng};
 use levit::{Config, Engine, Error, Model, ModelOptions};
-use levit_format::{write_weight_file, TensorData, WeightFile};
+use levit_format::{write_weight_file, TensorBytes, TensorData, WeightFile};
 
 fn tiny_config() -> Config {
     let mut c = synth::variant_config("128s").unwrap();
@@ -28,7 +28,13 @@ fn rewrite(f: impl FnOnce(&mut String, &mut Vec<(String, Vec<usize>, Vec<f32>)>)
     let mut config = file.config_json().to_string();
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = file
         .tensors()
-        .map(|t| (t.name.to_string(), t.shape.to_vec(), t.data.to_vec()))
+        .map(|t| {
+            (
+                t.name.to_string(),
+                t.shape.to_vec(),
+                t.f32().unwrap().to_vec(),
+            )
+        })
         .collect();
     f(&mut config, &mut tensors);
     let views: Vec<TensorData> = tensors
@@ -36,7 +42,7 @@ fn rewrite(f: impl FnOnce(&mut String, &mut Vec<(String, Vec<usize>, Vec<f32>)>)
         .map(|(n, s, d)| TensorData {
             name: n,
             shape: s,
-            data: d,
+            data: TensorBytes::F32(d),
         })
         .collect();
     write_weight_file(&config, &views, "edited")

@@ -218,12 +218,12 @@ fn header_corruption_surfaces_as_typed_errors_end_to_end() {
     let meta = |f: fn(&mut serde_json::Value)| load(&edit_header(&bytes, f));
 
     // A newer format version (the config CRC does not cover it).
-    match meta(|h| h["__metadata__"]["format_version"] = json!("2")) {
+    match meta(|h| h["__metadata__"]["format_version"] = json!("3")) {
         Err(Error::Format(FormatError::UnsupportedVersion {
             found,
-            supported: 1,
+            supported: 2,
         })) => {
-            assert_eq!(found, "2")
+            assert_eq!(found, "3")
         }
         other => panic!("{other:?}"),
     }
