@@ -1,4 +1,4 @@
-"""`levit-weights` command line: convert, dump, inspect.
+"""`levit-weights` command line: convert, recast, dump, inspect.
 
 User-facing failures are LevitWeightsError and print `levit-weights: error: ...` with
 exit status 1 and no traceback; argparse usage errors exit 2.
@@ -11,6 +11,7 @@ import sys
 
 from .config import ACTS, PAPER_VARIANTS
 from .errors import LevitWeightsError, warn
+from .pack import PRECISIONS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +32,19 @@ def _parser() -> argparse.ArgumentParser:
                         "instead of detecting it; every tensor shape is then checked against it")
     c.add_argument("--act", choices=ACTS,
                    help="activation, for configs that match no known variant (default hard_swish)")
+    c.add_argument("--precision", choices=PRECISIONS, default="f32",
+                   help="how the GEMM/conv weights are stored: f32 (default; format version 1) or "
+                        "bf16 (packed bf16 panels, format version 2; biases and attention biases stay f32)")
     c.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+
+    r = sub.add_parser(
+        "recast", help="rewrite a .lvt with its GEMM weights in another precision",
+        description="Rewrite a .lvt file with its GEMM/conv weights in another precision, without "
+                    "the checkpoint: f32 -> bf16 gives what `convert --precision bf16` writes; "
+                    "bf16 -> f32 gives the f32 file of the bf16-rounded weights.")
+    r.add_argument("model", metavar="MODEL")
+    r.add_argument("-o", "--output", required=True, metavar="OUT", help="output .lvt path")
+    r.add_argument("--precision", choices=PRECISIONS, required=True)
 
     d = sub.add_parser(
         "dump", help="write golden PyTorch outputs for seeded random models",
@@ -53,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 def _convert(a) -> None:
     from .convert import convert_checkpoint
 
-    r = convert_checkpoint(a.checkpoint, a.output, variant=a.variant, act=a.act)
+    r = convert_checkpoint(a.checkpoint, a.output, variant=a.variant, act=a.act, precision=a.precision)
     for w in r.warnings:
         warn(w)
     if not a.quiet:
@@ -65,13 +78,18 @@ def _inspect(a) -> None:
 
     from .lvt import read_lvt
 
+    from collections import Counter
+
     f = read_lvt(a.model)
+    dtypes = f.dtypes()
+    counts = ", ".join(f"{n} {d}" for d, n in sorted(Counter(dtypes.values()).items()))
     print(f"{a.model}: format {f.metadata['format']} v{f.metadata['format_version']}, "
           f"{len(f.tensors)} tensors, data at {f.data_start}, all CRCs and alignment OK")
+    print(f"precision: {f.precision} ({counts})")
     print(f"source: {f.metadata.get('source', '')}")
     print("config: " + json.dumps(f.config_json))
     for k, v in f.tensors.items():
-        print(f"  {k:<48} {str(list(v.shape)):<18} @ {f.offsets[k]}")
+        print(f"  {k:<48} {dtypes[k]:<5} {str(list(v.shape)):<18} @ {f.offsets[k]}")
 
 
 def main(argv=None) -> int:
@@ -79,6 +97,11 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "convert":
             _convert(args)
+        elif args.cmd == "recast":
+            from .convert import recast_lvt
+
+            size = recast_lvt(args.model, args.output, args.precision)
+            print(f"wrote {args.output} ({size / 1e6:.2f} MB, {args.precision})")
         elif args.cmd == "dump":
             from .dump import run_dump
 

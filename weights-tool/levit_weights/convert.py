@@ -17,8 +17,10 @@ from .detect import resolve_config
 from .errors import LevitWeightsError
 from .fold import fold_conv_norm, fold_heads, fold_linear_norm
 from .layouts import detect_layout, fb_to_timm, load_checkpoint, squeeze_1x1
-from .lvt import check_safetensors_readable, expected_shapes, read_lvt, write_lvt
-from .pack import pack_panels, pad_rows, pad_vector, stem_gemm_weight
+from .lvt import (check_safetensors_readable, expected_shapes, expected_table, gemm_dims, is_gemm_weight,
+                  read_lvt, write_lvt)
+from .pack import (PRECISIONS, pack_panels, pack_panels_bf16, pad_rows, pad_vector,
+                   repack_panels_bf16, stem_gemm_weight, unpack_panels, unpack_panels_bf16)
 
 LAYOUT_NAMES = {"fb": "facebookresearch", "timm": "timm"}
 
@@ -63,6 +65,61 @@ def build_tensors(sd: dict, cfg: LevitConfig) -> "OrderedDict[str, np.ndarray]":
     return out
 
 
+def to_precision(tensors: "OrderedDict[str, np.ndarray]", cfg: LevitConfig,
+                 precision: str) -> "OrderedDict[str, np.ndarray]":
+    """The f32 tensors of build_tensors in `precision`: for bf16 every GEMM/conv weight
+    (`*.weight`: stem convs, linears, head) becomes bf16 panels with interleaved K pairs
+    (rounded to nearest even from its f32 value); biases and attention-bias tables stay f32."""
+    if precision not in PRECISIONS:
+        raise LevitWeightsError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    if precision == "f32":
+        return tensors
+    out = OrderedDict((k, repack_panels_bf16(v) if is_gemm_weight(k) else v) for k, v in tensors.items())
+    exp = expected_table(cfg, precision)
+    for k, v in out.items():
+        assert v.shape == exp[k][1], (k, v.shape, exp[k])
+    return out
+
+
+def gemm_matrices(f) -> "OrderedDict[str, np.ndarray]":
+    """W [N,K] f32 of every GEMM weight of a read .lvt, whatever its precision."""
+    out = OrderedDict()
+    for name, (k, n) in gemm_dims(f.config).items():
+        t = f.tensors[name]
+        out[name] = unpack_panels_bf16(t, n, k) if f.precision == "bf16" else unpack_panels(t, n)
+    return out
+
+
+def recast_lvt(path: str, out_path: str, precision: str) -> int:
+    """Rewrites a .lvt in another precision without the checkpoint: f32 -> bf16 equals
+    `convert --precision bf16` tensor for tensor; bf16 -> f32 gives the f32 file of the
+    bf16-rounded weights (the same model, in the f32 layout). Returns the file size."""
+    f = read_lvt(path)
+    mats = gemm_matrices(f)
+    exp = expected_table(f.config, precision)
+    tensors = OrderedDict()
+    for name in exp:  # the documented order, whatever the input's
+        if name in mats:
+            w = mats[name]
+            tensors[name] = pack_panels_bf16(w) if precision == "bf16" else pack_panels(w)
+        else:
+            tensors[name] = np.ascontiguousarray(f.tensors[name])
+        assert tensors[name].shape == exp[name][1], (name, tensors[name].shape, exp[name])
+    source = f.metadata.get("source", "")
+    if f.precision != precision:
+        source = f"{source}; recast {f.precision} -> {precision} by levit-weights"
+    size = write_lvt(out_path, tensors, f.config, source)
+    _verify_written(out_path, tensors)
+    return size
+
+
+def _verify_written(out_path, tensors) -> None:
+    check_safetensors_readable(out_path, tensors)
+    back = read_lvt(out_path)
+    if back.data_bytes() != b"".join(t.tobytes() for t in tensors.values()):
+        raise LevitWeightsError(f"{out_path}: read-back differs from what was written")
+
+
 @dataclass
 class ConvertResult:
     config: LevitConfig
@@ -73,12 +130,14 @@ class ConvertResult:
     checkpoint_params: int
     folded_params: int
     warnings: list[str] = field(default_factory=list)
+    precision: str = "f32"
 
     def summary(self) -> str:
         c = self.config
         return (f"{c.variant}: {self.checkpoint_params:,} checkpoint params "
                 f"({LAYOUT_NAMES[self.layout]} layout) -> {self.folded_params:,} folded params, "
                 f"act {c.act}, {c.num_classes} classes{' (distilled heads averaged)' if c.distilled else ''}; "
+                f"{'bf16 GEMM weights; ' if self.precision == 'bf16' else ''}"
                 f"wrote {self.out_path} ({self.file_size / 1e6:.2f} MB)")
 
 
@@ -121,19 +180,18 @@ def _folded_count(cfg: LevitConfig) -> int:
 
 
 def convert_checkpoint(path: str, out_path: str, variant: str | None = None,
-                       act: str | None = None) -> ConvertResult:
+                       act: str | None = None, precision: str = "f32") -> ConvertResult:
+    if precision not in PRECISIONS:
+        raise LevitWeightsError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     ck, layout, sd, origin, n_squeezed = load_timm_state_dict(path)
     res = resolve_config(sd, variant=variant, act=act, origin=origin)
     cfg = res.config
-    tensors = build_tensors(sd, cfg)
+    tensors = to_precision(build_tensors(sd, cfg), cfg, precision)
     conv = f", {n_squeezed} 1x1 conv weights squeezed" if n_squeezed else ""
     source = (f"{os.path.basename(path)} ({LAYOUT_NAMES[layout]} layout, {ck.container}{conv}); "
               f"converted by levit-weights")
     size = write_lvt(out_path, tensors, cfg, source)
-    check_safetensors_readable(out_path, tensors)
-    back = read_lvt(out_path)
-    if back.data_bytes() != b"".join(t.tobytes() for t in tensors.values()):
-        raise LevitWeightsError(f"{out_path}: read-back differs from what was written")
+    _verify_written(out_path, tensors)
     return ConvertResult(config=cfg, layout=layout, source=source, out_path=out_path, file_size=size,
                          checkpoint_params=_param_count(sd, cfg), folded_params=_folded_count(cfg),
-                         warnings=res.warnings)
+                         warnings=res.warnings, precision=precision)

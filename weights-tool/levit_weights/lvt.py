@@ -1,5 +1,10 @@
 """The .lvt container (docs/weight-format.md): writer, a strict reader, the tensor table.
 
+Tensors are numpy arrays whose numpy dtype says the stored dtype: little-endian f32
+(`F32`), uint16 bf16 bit patterns (`BF16`) or int8 (`I8`). A file is format version 1
+when every tensor is F32 (byte for byte what this tool wrote before version 2) and
+version 2 otherwise.
+
 The writer lays the bytes out by hand instead of calling safetensors' serializer,
 because the format's promises (64-byte aligned data start via header space padding,
 CRCs, metadata order) must hold exactly; `safe_open` is then used as an independent
@@ -20,11 +25,34 @@ import numpy as np
 
 from .config import LevitConfig
 from .errors import LevitWeightsError
-from .pack import pad16
+from .pack import PRECISIONS, bf16_packed_shape, pad16
 
 FORMAT = "levit-rs"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # the newest; all-F32 files are still written as version 1
+SUPPORTED_VERSIONS = ("1", "2")
 ALIGN = 64
+
+# safetensors dtype string <-> the numpy dtype holding its elements
+DTYPES = {"F32": np.dtype("<f4"), "BF16": np.dtype("<u2"), "I8": np.dtype("i1")}
+# dtypes each format version may store
+VERSION_DTYPES = {"1": ("F32",), "2": ("F32", "BF16", "I8")}
+
+
+def dtype_name(arr: np.ndarray) -> str:
+    """The safetensors dtype string of an array (F32, BF16 for uint16 bit patterns, I8)."""
+    for name, dt in DTYPES.items():
+        if arr.dtype == dt:
+            return name
+    raise AssertionError(f"no .lvt dtype for numpy {arr.dtype}")
+
+
+def format_version_of(tensors) -> str:
+    return "1" if all(dtype_name(a) == "F32" for a in tensors.values()) else "2"
+
+
+def is_gemm_weight(name: str) -> bool:
+    """The packed GEMM/conv weights (stem convs, linears, head): stored in the precision."""
+    return name.endswith(".weight")
 
 
 def crc32_hex(data: bytes) -> str:
@@ -39,29 +67,54 @@ def _B(n: int) -> tuple[int]:
     return (pad16(n),)
 
 
-def expected_shapes(cfg: LevitConfig) -> "OrderedDict[str, tuple[int, ...]]":
-    """Every tensor of a .lvt for cfg, in the documented order, with its padded shape."""
-    out: "OrderedDict[str, tuple[int, ...]]" = OrderedDict()
+def expected_shapes(cfg: LevitConfig, precision: str = "f32") -> "OrderedDict[str, tuple[int, ...]]":
+    """Every tensor of a .lvt for cfg, in the documented order, with its padded shape
+    (the GEMM weights in the layout of `precision`: f32 or bf16 panels)."""
+    return OrderedDict((k, shape) for k, (_, shape) in expected_table(cfg, precision).items())
+
+
+def expected_table(cfg: LevitConfig, precision: str = "f32") -> "OrderedDict[str, tuple[str, tuple[int, ...]]]":
+    """Every tensor of a .lvt for cfg in the documented order: name -> (dtype, shape).
+    In bf16 the GEMM weights are BF16; biases and attention-bias tables stay F32."""
+    if precision not in PRECISIONS:
+        raise AssertionError(f"unknown precision {precision!r}")
+    out: "OrderedDict[str, tuple[str, tuple[int, ...]]]" = OrderedDict()
+    for name, entry in _table(cfg).items():
+        if entry[0] == "gemm":
+            k, n = entry[1], entry[2]
+            out[name] = ("BF16", bf16_packed_shape(k, n)) if precision == "bf16" else ("F32", _P(k, n))
+        else:
+            out[name] = ("F32", entry[1])
+    return out
+
+
+def gemm_dims(cfg: LevitConfig) -> "OrderedDict[str, tuple[int, int]]":
+    """Every GEMM weight's (K inputs, N outputs), in the documented order."""
+    return OrderedDict((k, (e[1], e[2])) for k, e in _table(cfg).items() if e[0] == "gemm")
+
+
+def _table(cfg: LevitConfig) -> "OrderedDict[str, tuple]":
+    """name -> ("gemm", K, N) for packed weights, ("f32", shape) for the rest."""
+    out: "OrderedDict[str, tuple]" = OrderedDict()
+
+    def lin(name, k, n):
+        out[f"{name}.weight"] = ("gemm", k, n)
+        out[f"{name}.bias"] = ("f32", _B(n))
+
     ch = cfg.stem_channels()
     for i in range(4):
-        out[f"stem.{i}.weight"] = _P(9 * ch[i], ch[i + 1])
-        out[f"stem.{i}.bias"] = _B(ch[i + 1])
+        lin(f"stem.{i}", 9 * ch[i], ch[i + 1])
     res = cfg.resolutions()
     D = cfg.key_dim
     for s in range(cfg.num_stages):
         E = cfg.embed_dim[s]
-
-        def lin(name, k, n):
-            out[f"{name}.weight"] = _P(k, n)
-            out[f"{name}.bias"] = _B(n)
-
         if s > 0:
             p = f"stages.{s}.downsample"
             Ein, Hd, Dvd = cfg.embed_dim[s - 1], cfg.down_heads(s), cfg.down_val_dim()
             lin(f"{p}.attn.kv", Ein, Hd * (D + Dvd))
             lin(f"{p}.attn.q", Ein, Hd * D)
             lin(f"{p}.attn.proj", Hd * Dvd, E)
-            out[f"{p}.attn.attention_biases"] = (Hd, pad16(res[s - 1] ** 2))
+            out[f"{p}.attn.attention_biases"] = ("f32", (Hd, pad16(res[s - 1] ** 2)))
             hid = cfg.down_mlp_hidden(s)
             lin(f"{p}.mlp.fc1", E, hid)
             lin(f"{p}.mlp.fc2", hid, E)
@@ -70,11 +123,10 @@ def expected_shapes(cfg: LevitConfig) -> "OrderedDict[str, tuple[int, ...]]":
             p = f"stages.{s}.blocks.{j}"
             lin(f"{p}.attn.qkv", E, H * (2 * D + Dv))
             lin(f"{p}.attn.proj", H * Dv, E)
-            out[f"{p}.attn.attention_biases"] = (H, pad16(res[s] ** 2))
+            out[f"{p}.attn.attention_biases"] = ("f32", (H, pad16(res[s] ** 2)))
             lin(f"{p}.mlp.fc1", E, hid)
             lin(f"{p}.mlp.fc2", hid, E)
-    out["head.weight"] = _P(cfg.embed_dim[-1], cfg.num_classes)
-    out["head.bias"] = _B(cfg.num_classes)
+    lin("head", cfg.embed_dim[-1], cfg.num_classes)
     return out
 
 
@@ -88,7 +140,7 @@ def build_header(tensors: "OrderedDict[str, np.ndarray]", cfg: LevitConfig, sour
     cfg_str = config_string(cfg)
     meta = OrderedDict(
         format=FORMAT,
-        format_version=FORMAT_VERSION,
+        format_version=format_version_of(tensors),
         config=cfg_str,
         config_crc32=crc32_hex(cfg_str.encode("utf-8")),
         checksums=json.dumps({k: crc32_hex(v.tobytes()) for k, v in tensors.items()},
@@ -98,7 +150,7 @@ def build_header(tensors: "OrderedDict[str, np.ndarray]", cfg: LevitConfig, sour
     header: "OrderedDict[str, object]" = OrderedDict(__metadata__=meta)
     offset = 0
     for name, arr in tensors.items():
-        header[name] = {"dtype": "F32", "shape": list(arr.shape),
+        header[name] = {"dtype": dtype_name(arr), "shape": list(arr.shape),
                         "data_offsets": [offset, offset + arr.nbytes]}
         offset += arr.nbytes
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -108,8 +160,9 @@ def build_header(tensors: "OrderedDict[str, np.ndarray]", cfg: LevitConfig, sour
 def write_lvt(path: str, tensors: "OrderedDict[str, np.ndarray]", cfg: LevitConfig, source: str) -> int:
     """Write atomically (temp file + rename); returns the file size."""
     for name, arr in tensors.items():
-        if arr.dtype != np.dtype("<f4") or not arr.flags.c_contiguous:
-            raise AssertionError(f"{name}: must be C-contiguous little-endian f32, got {arr.dtype}")
+        if arr.dtype not in DTYPES.values() or not arr.flags.c_contiguous:
+            raise AssertionError(f"{name}: must be C-contiguous little-endian f32, uint16 (bf16) "
+                                 f"or int8, got {arr.dtype}")
         if arr.nbytes % ALIGN:
             raise AssertionError(f"{name}: {arr.nbytes} bytes is not a multiple of {ALIGN}")
     header = build_header(tensors, cfg, source)
@@ -139,9 +192,18 @@ class LvtFile:
     config: LevitConfig
     config_json: dict
     metadata: dict
-    tensors: "OrderedDict[str, np.ndarray]"
+    tensors: "OrderedDict[str, np.ndarray]"  # F32 as f4, BF16 as uint16 bit patterns, I8 as i1
     data_start: int
     offsets: dict  # name -> absolute file offset of the tensor data
+    precision: str = "f32"  # of the GEMM weights: "f32" or "bf16"
+
+    @property
+    def format_version(self) -> str:
+        return self.metadata["format_version"]
+
+    def dtypes(self) -> "OrderedDict[str, str]":
+        """name -> stored dtype (F32, BF16, I8), in header order."""
+        return OrderedDict((k, dtype_name(v)) for k, v in self.tensors.items())
 
     def data_bytes(self) -> bytes:
         """All tensor bytes in file order (for byte-identity checks between files)."""
@@ -174,8 +236,9 @@ def read_lvt(path: str) -> LvtFile:
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise bad(f"missing __metadata__.format == {FORMAT!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise bad(f"format_version {meta.get('format_version')!r} is not the supported {FORMAT_VERSION!r}")
+    version = meta.get("format_version")
+    if version not in SUPPORTED_VERSIONS:
+        raise bad(f"format_version {version!r} is not one of the supported {list(SUPPORTED_VERSIONS)}")
     cfg_str = meta.get("config", "")
     if crc32_hex(cfg_str.encode("utf-8")) != meta.get("config_crc32"):
         raise bad("config_crc32 does not match config")
@@ -183,8 +246,23 @@ def read_lvt(path: str) -> LvtFile:
     cfg = LevitConfig.from_json_dict(cfg_json)
     checksums = json.loads(meta.get("checksums", "{}"))
 
-    expected = expected_shapes(cfg)
     names = list(header)
+    for name in names:
+        info = header[name]
+        if not isinstance(info, dict) or info.get("dtype") not in DTYPES:
+            raise bad(f"{name}: dtype {info.get('dtype') if isinstance(info, dict) else info!r} "
+                      f"is not one of {list(DTYPES)}")
+        if info["dtype"] not in VERSION_DTYPES[version]:
+            raise bad(f"{name}: dtype {info['dtype']} is not allowed in format_version {version} "
+                      f"(allowed: {list(VERSION_DTYPES[version])})")
+    weight_dtypes = sorted({header[k]["dtype"] for k in names if is_gemm_weight(k)})
+    if weight_dtypes == ["BF16"]:
+        precision = "bf16"
+    elif weight_dtypes in (["F32"], []):
+        precision = "f32"
+    else:
+        raise bad(f"GEMM weights of mixed or unsupported dtypes {weight_dtypes} (all F32 or all BF16)")
+    expected = expected_table(cfg, precision)
     if set(names) != set(expected):
         missing = sorted(set(expected) - set(names))
         extra = sorted(set(names) - set(expected))
@@ -195,14 +273,18 @@ def read_lvt(path: str) -> LvtFile:
     offsets = {}
     for (b, e), name in spans:
         info = header[name]
-        if info["dtype"] != "F32":
-            raise bad(f"{name}: dtype {info['dtype']}, expected F32")
-        if tuple(info["shape"]) != expected[name]:
-            raise bad(f"{name}: shape {info['shape']}, expected {list(expected[name])}")
+        want_dtype, want_shape = expected[name]
+        if info["dtype"] != want_dtype:
+            raise bad(f"{name}: dtype {info['dtype']}, expected {want_dtype} in a {precision} file")
+        if tuple(info["shape"]) != want_shape:
+            raise bad(f"{name}: shape {info['shape']}, expected {list(want_shape)}")
         if b != pos:
             raise bad(f"{name}: starts at data offset {b}, expected {pos} (hole or overlap)")
-        if e - b != 4 * int(np.prod(info["shape"])):
-            raise bad(f"{name}: byte span {e - b} does not match its shape")
+        size = DTYPES[info["dtype"]].itemsize * int(np.prod(info["shape"]))
+        if e - b != size:
+            raise bad(f"{name}: byte span {e - b} does not match its shape and dtype ({size} bytes)")
+        if (e - b) % ALIGN:
+            raise bad(f"{name}: {e - b} bytes is not a multiple of {ALIGN}")
         if (data_start + b) % ALIGN:
             raise bad(f"{name}: data at file offset {data_start + b} is not {ALIGN}-byte aligned")
         raw = buf[data_start + b: data_start + e]
@@ -216,24 +298,31 @@ def read_lvt(path: str) -> LvtFile:
         raise bad("checksums do not list exactly the tensors")
     for name in names:  # header order
         b, e = header[name]["data_offsets"]
-        tensors[name] = np.frombuffer(buf, dtype="<f4", count=(e - b) // 4,
+        dt = DTYPES[header[name]["dtype"]]
+        tensors[name] = np.frombuffer(buf, dtype=dt, count=(e - b) // dt.itemsize,
                                       offset=data_start + b).reshape(header[name]["shape"])
     return LvtFile(path=path, config=cfg, config_json=cfg_json, metadata=dict(meta),
-                   tensors=tensors, data_start=data_start, offsets=offsets)
+                   tensors=tensors, data_start=data_start, offsets=offsets, precision=precision)
 
 
 def check_safetensors_readable(path: str, tensors: "OrderedDict[str, np.ndarray]") -> None:
     """Read the file back with the reference safetensors reader and compare the bytes."""
+    import torch
     from safetensors import safe_open
 
+    # torch, because numpy has no bfloat16; the bits are compared through integer views.
+    as_torch = {"F32": (torch.float32, torch.int32), "BF16": (torch.bfloat16, torch.int16),
+                "I8": (torch.int8, torch.int8)}
     try:
-        with safe_open(path, "np") as f:
+        with safe_open(path, "pt") as f:
             keys = set(f.keys())
             if keys != set(tensors):
                 raise LevitWeightsError(f"{path}: safetensors sees tensors {sorted(keys ^ set(tensors))[:5]} differently")
             for k, v in tensors.items():
                 got = f.get_tensor(k)
-                if got.dtype != np.float32 or got.shape != v.shape or got.tobytes() != v.tobytes():
+                dtype, bits = as_torch[dtype_name(v)]
+                if (got.dtype != dtype or tuple(got.shape) != v.shape
+                        or got.view(bits).numpy().tobytes() != v.tobytes()):
                     raise LevitWeightsError(f"{path}: safetensors reads {k} back differently")
             meta = f.metadata()
     except LevitWeightsError:

@@ -1,4 +1,5 @@
-"""Kernel layouts of docs/weight-format.md: 16-column GEMM panels, padded vectors.
+"""Kernel layouts of docs/weight-format.md: 16-column GEMM panels (f32, or bf16 with
+interleaved K pairs), padded vectors.
 
 The engine mmaps the file and feeds these bytes straight to its GEMM, so this is the
 one place that decides where every weight lands.
@@ -9,10 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 NR = 16  # panel width, fixed by format_version 1
+KB = 32  # bf16 panels pad K to a multiple of this (one AMX tile depth), format_version 2
+PRECISIONS = ("f32", "bf16")
 
 
 def pad16(n: int) -> int:
     return -(-n // NR) * NR
+
+
+def pad32(k: int) -> int:
+    return -(-k // KB) * KB
 
 
 def pack_panels(w: np.ndarray) -> np.ndarray:
@@ -49,3 +56,51 @@ def pad_rows(a: np.ndarray) -> np.ndarray:
     out = np.zeros((h, pad16(l)), dtype="<f4")
     out[:, :l] = a
     return out
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """f32 values -> bf16 bit patterns (uint16), round to nearest, ties to even, as
+    `vcvtne2ps2bf16` (and torch's `.to(torch.bfloat16)`); NaN stays a quiet NaN.
+
+    Values are first rounded to f32 if they are not f32 already: bf16 is the rounding
+    of the f32 value, so a bf16 file equals the bf16 rounding of the f32 file."""
+    bits = np.ascontiguousarray(x, dtype="<f4").view("<u4").astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    return np.where(nan, ((bits >> 16) | 0x0040).astype("<u2"), rounded)
+
+
+def bf16_to_f32(b: np.ndarray) -> np.ndarray:
+    """bf16 bit patterns -> the f32 values they stand for (exact)."""
+    return (np.asarray(b, dtype="<u2").astype("<u4") << 16).view("<f4")
+
+
+def bf16_packed_shape(k: int, n: int) -> tuple[int, int, int, int]:
+    """Stored shape of a bf16-packed GEMM weight with K inputs and N outputs."""
+    return (pad16(n) // NR, pad32(k) // 2, NR, 2)
+
+
+def pack_panels_bf16(w: np.ndarray) -> np.ndarray:
+    """W [N,K] (PyTorch [out,in]) -> bf16 panels with interleaved K pairs:
+    packed[p][kp][j][t] = bf16(W[p*16+j][2*kp+t]), zero where 2*kp+t >= K or p*16+j >= N;
+    shape [ceil(N/16), ceil(K/32)*16, 16, 2], uint16 bit patterns."""
+    n, k = w.shape
+    padded = np.zeros((pad16(n), pad32(k)), dtype="<f4")
+    padded[:n, :k] = w  # rounds to f32 first (the f32 file's value)
+    P, KP = padded.shape[0] // NR, padded.shape[1]
+    out = bf16_bits(padded).reshape(P, NR, KP // 2, 2).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(out)
+
+
+def unpack_panels_bf16(p: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Inverse of pack_panels_bf16 up to the rounding: [P,KP/2,16,2] bf16 -> W [n,k] f32."""
+    P, kh, nr, two = p.shape
+    w = bf16_to_f32(p).transpose(0, 2, 1, 3).reshape(P * nr, kh * two)
+    return w[:n, :k]
+
+
+def repack_panels_bf16(panels: np.ndarray) -> np.ndarray:
+    """f32 panels [P,K,16] (pack_panels) -> bf16 panels of the same GEMM weight
+    (padding columns included, which are zero): what `convert --precision bf16` stores."""
+    P, k, nr = panels.shape
+    return pack_panels_bf16(unpack_panels(panels, P * nr))

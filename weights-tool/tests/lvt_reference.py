@@ -3,7 +3,9 @@
 It is written from docs/weight-format.md and reference §2-§5 alone, so agreement with
 timm's forward proves that the bytes the converter writes mean what the doc says
 (panel layout, stem K order, head merge, bias rows, qkv split) -- the contract the
-Rust engine implements.
+Rust engine implements. Format version 2 files with BF16 GEMM weights are read too:
+each BF16 weight is decoded from its interleaved-pair panels (written out here from the
+doc, independently of pack.py) to the exact f32 values it stands for.
 """
 
 from __future__ import annotations
@@ -11,7 +13,27 @@ from __future__ import annotations
 import numpy as np
 
 from levit_weights.lvt import LvtFile
-from levit_weights.pack import unpack_panels
+
+
+def decode_f32_panels(p: np.ndarray, n: int, k: int) -> np.ndarray:
+    """F32 packed[p][k][j] = W[p*16 + j][k]  ->  W [n, k]."""
+    assert p.dtype == np.dtype("<f4") and p.ndim == 3 and p.shape[1:] == (k, 16), p.shape
+    return p.transpose(0, 2, 1).reshape(-1, k)[:n].astype(np.float64)
+
+
+def decode_bf16_panels(p: np.ndarray, n: int, k: int) -> np.ndarray:
+    """BF16 packed[p][kp][j][t] = bf16(W[p*16 + j][2*kp + t]), shape [P, KP/2, 16, 2]
+    with KP = ceil(k/32)*32  ->  W [n, k] (a bf16 is the upper half of an f32)."""
+    P, kh, nr, two = p.shape
+    assert p.dtype == np.dtype("<u2") and (nr, two) == (16, 2) and kh == -(-k // 32) * 16, p.shape
+    w = np.empty((P * 16, 2 * kh))
+    for kp in range(kh):
+        for t in range(2):
+            col = (p[:, kp, :, t].astype(np.uint32) << 16).view(np.float32)  # [P, 16]
+            w[:, 2 * kp + t] = col.reshape(-1)
+    assert not w[:, k:].any(), "K padding must be zero"
+    assert not w[n:].any(), "N padding must be zero"
+    return w[:n, :k]
 
 
 def hard_swish(x):
@@ -48,11 +70,14 @@ def _bias_idx(R, stride):
 def forward(f: LvtFile, x: np.ndarray):
     """x [B,C,H,W] -> (logits, {'stem': tokens, 'stage{s}': tokens}), in float64."""
     cfg = f.config
-    T = {k: v.astype(np.float64) for k, v in f.tensors.items()}
+    T = {k: v.astype(np.float64) for k, v in f.tensors.items() if v.dtype == np.dtype("<f4")}
     act = hard_swish if cfg.act == "hard_swish" else silu
 
     def lin(a, name, n):
-        return a @ unpack_panels(T[f"{name}.weight"], n).T + T[f"{name}.bias"][:n]
+        w = f.tensors[f"{name}.weight"]
+        k = a.shape[-1]
+        w = decode_bf16_panels(w, n, k) if w.dtype == np.dtype("<u2") else decode_f32_panels(w, n, k)
+        return a @ w.T + T[f"{name}.bias"][:n]
 
     def attention(q, k, v, name, R_in, stride):
         B, Nq, H, D = q.shape

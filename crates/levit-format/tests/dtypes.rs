@@ -476,3 +476,91 @@ fn writer_refuses_unpadded_bf16_tensors() {
         "",
     );
 }
+
+/// bf16 of an f32, round to nearest even, NaN quieted (the format's rounding rule).
+fn rne(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) as u16) | 0x0040;
+    }
+    ((bits as u64 + 0x7fff + ((bits as u64 >> 16) & 1)) >> 16) as u16
+}
+
+#[test]
+fn rounding_rule_examples() {
+    assert_eq!(rne(1.0), 0x3f80);
+    assert_eq!(
+        rne(f32::from_bits(0x3f80_8000)),
+        0x3f80,
+        "tie to even (down)"
+    );
+    assert_eq!(rne(f32::from_bits(0x3f81_8000)), 0x3f82, "tie to even (up)");
+    assert_eq!(rne(f32::from_bits(0x3f80_8001)), 0x3f81);
+    assert_eq!(rne(f32::MAX), 0x7f80, "rounds to infinity");
+    assert_eq!(rne(-0.0), 0x8000);
+    assert_eq!(rne(f32::NAN) & 0x7fc0, 0x7fc0);
+}
+
+/// The bf16 seed, written by `levit-weights recast` (Python) from the f32 seed, holds
+/// exactly the layout docs/weight-format.md describes, computed here from scratch:
+/// the contract between the converter and the kernels, checked across languages.
+#[test]
+fn python_bf16_file_has_the_documented_layout() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
+    let f32_file = load(&std::fs::read(dir.join("one_stage.lvt")).unwrap()).unwrap();
+    let bf16_file = load(&std::fs::read(dir.join("one_stage_bf16.lvt")).unwrap()).unwrap_or_else(
+        |e| panic!("{e}; regenerate with `levit-weights recast fuzz/seeds/one_stage.lvt -o fuzz/seeds/one_stage_bf16.lvt --precision bf16`"),
+    );
+    assert_eq!(
+        (bf16_file.format_version(), f32_file.format_version()),
+        (2, 1)
+    );
+    assert_eq!(bf16_file.config_json(), f32_file.config_json());
+    assert_eq!(bf16_file.tensor_count(), f32_file.tensor_count());
+    let mut gemm = 0;
+    for t in f32_file.tensors() {
+        let b = bf16_file.tensor(t.name).unwrap();
+        if !t.name.ends_with(".weight") {
+            assert_eq!(b.dtype, Dtype::F32, "{}", t.name);
+            assert_eq!((b.shape, b.bytes), (t.shape, t.bytes), "{}", t.name);
+            continue;
+        }
+        gemm += 1;
+        // f32 panels [P, K, 16]: panels[p][k][j] = B[k][p*16 + j].
+        let (p_count, k) = (t.shape[0], t.shape[1]);
+        let kp = k.div_ceil(32) * 32;
+        assert_eq!(b.dtype, Dtype::Bf16, "{}", t.name);
+        assert_eq!(b.shape, &[p_count, kp / 2, 16, 2], "{}", t.name);
+        let (src, got) = (t.f32().unwrap(), b.bf16().unwrap());
+        let at = |p: usize, kk: usize, j: usize| ((p * (kp / 2) + kk / 2) * 16 + j) * 2 + kk % 2;
+        // The converter zeroes the columns past N, which this Rust-made f32 seed fills
+        // with random values: in the last panel, the columns from the first all-zero
+        // one on are padding and must be all zero.
+        let last = p_count - 1;
+        let n_last = (0..16)
+            .find(|&j| (0..kp).all(|kk| got[at(last, kk, j)] == 0))
+            .unwrap_or(16);
+        assert!(n_last > 0, "{}: an all-zero last panel", t.name);
+        for p in 0..p_count {
+            let real = if p == last { n_last } else { 16 };
+            for kk in 0..kp {
+                for j in 0..16 {
+                    let want = if kk < k && j < real {
+                        rne(src[(p * k + kk) * 16 + j])
+                    } else {
+                        0
+                    };
+                    assert_eq!(got[at(p, kk, j)], want, "{} p {p} k {kk} j {j}", t.name);
+                }
+            }
+        }
+    }
+    assert!(gemm >= 5, "{gemm} GEMM weights");
+    assert_eq!(
+        bf16_file.precision_summary(),
+        [
+            (Dtype::F32, f32_file.tensor_count() - gemm),
+            (Dtype::Bf16, gemm)
+        ]
+    );
+}
