@@ -38,9 +38,9 @@ pub fn print_profile(engine: &mut Engine, image: &[f32], iters: usize) -> Result
     for ((step, label), ns) in plan.steps.iter().zip(&plan.labels).zip(&nanos) {
         let ms = *ns as f64 / 1e6 / iters as f64;
         let kind = match step {
-            levit::graph::Step::Gemm { .. } => 0,
-            levit::graph::Step::Attention { .. } => 1,
-            levit::graph::Step::Conv { .. } => 2,
+            levit::graph::Step::Gemm(_) => 0,
+            levit::graph::Step::Attention(_) => 1,
+            levit::graph::Step::Conv(_) => 2,
             _ => 3,
         };
         kinds[kind].1 += ms;

@@ -3,15 +3,19 @@
 //! attention-bias tables and the subsample row tables, all computed once at load.
 //! `infer` is then a loop over [`Step`]s. No SIMD and no file bytes here.
 
-mod arena;
-pub mod bias;
+mod arena_layout;
+pub mod attention_bias;
+mod build;
 mod config;
 mod error;
 mod plan;
+mod step;
 mod tensors;
 
-pub use arena::BufRange;
+pub use arena_layout::BufRange;
 pub use config::{ActKind, AttnDims, Config, Dims, StageDims};
 pub use error::GraphError;
-pub use plan::{ImageSource, Plan, Step, Tap, WeightId, MAX_PLAN_BYTES};
-pub use tensors::{tensor_specs, TensorSpec};
+pub use levit_kernels::Precision;
+pub use plan::{Plan, Tap, MAX_PLAN_BYTES};
+pub use step::{AttentionStep, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, WeightId};
+pub use tensors::{packed_weight_shape, tensor_specs, TensorSpec};

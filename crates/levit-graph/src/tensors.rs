@@ -1,21 +1,24 @@
 //! The tensors a config needs in the weight file, with their packed shapes
 //! (`docs/weight-format.md`, "Tensors").
 
-use levit_kernels::{panels, NR};
+use levit_kernels::{bf16, panels, Precision, NR};
 
 use crate::Dims;
 
-/// A tensor the plan reads: its name and stored shape.
+/// A tensor the plan reads: its name, stored shape and precision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {
     /// Name in the file.
     pub name: String,
     /// Stored (packed, padded) shape.
     pub shape: Vec<usize>,
+    /// Element type: GEMM and conv weights are stored in the model's precision;
+    /// biases and attention-bias tables are f32 in every precision.
+    pub precision: Precision,
 }
 
 impl TensorSpec {
-    /// Floats in the tensor.
+    /// Elements in the tensor.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
@@ -30,21 +33,42 @@ pub(crate) fn pad16(n: usize) -> usize {
     panels(n) * NR
 }
 
-/// Pushes `{prefix}.weight` (packed `[K, N]`) and `{prefix}.bias`.
-pub(crate) fn push_linear(specs: &mut Vec<TensorSpec>, prefix: &str, k: usize, n: usize) {
+/// The stored shape of a packed `[K, N]` GEMM weight in `precision`
+/// (`docs/weight-format.md`).
+pub fn packed_weight_shape(precision: Precision, k: usize, n: usize) -> Vec<usize> {
+    match precision {
+        Precision::F32 => vec![panels(n), k, NR],
+        Precision::Bf16 => bf16::packed_shape(k, n).to_vec(),
+    }
+}
+
+/// Pushes `{prefix}.weight` (packed `[K, N]` in `precision`) and `{prefix}.bias`.
+fn push_linear(
+    specs: &mut Vec<TensorSpec>,
+    precision: Precision,
+    prefix: &str,
+    k: usize,
+    n: usize,
+) {
     specs.push(TensorSpec {
         name: format!("{prefix}.weight"),
-        shape: vec![panels(n), k, NR],
+        shape: packed_weight_shape(precision, k, n),
+        precision,
     });
     specs.push(TensorSpec {
         name: format!("{prefix}.bias"),
         shape: vec![pad16(n)],
+        precision: Precision::F32,
     });
 }
 
-/// Every tensor of a model, in file order.
-pub fn tensor_specs(dims: &Dims) -> Vec<TensorSpec> {
+/// Every tensor of a model whose GEMM and conv weights are stored in `precision`, in
+/// file order.
+pub fn tensor_specs(dims: &Dims, precision: Precision) -> Vec<TensorSpec> {
     let mut specs = Vec::new();
+    let push_linear = |specs: &mut Vec<TensorSpec>, prefix: &str, k, n| {
+        push_linear(specs, precision, prefix, k, n)
+    };
     for (i, &(cin, cout, _)) in dims.stem.iter().enumerate() {
         push_linear(&mut specs, &format!("stem.{i}"), 9 * cin, cout);
     }
@@ -72,6 +96,7 @@ pub fn tensor_specs(dims: &Dims) -> Vec<TensorSpec> {
             specs.push(TensorSpec {
                 name: format!("{p}.attn.attention_biases"),
                 shape: vec![a.heads, pad16(a.nk())],
+                precision: Precision::F32,
             });
             push_linear(&mut specs, &format!("{p}.mlp.fc1"), stage.dim, *hidden);
             push_linear(&mut specs, &format!("{p}.mlp.fc2"), *hidden, stage.dim);
@@ -94,6 +119,7 @@ pub fn tensor_specs(dims: &Dims) -> Vec<TensorSpec> {
             specs.push(TensorSpec {
                 name: format!("{p}.attn.attention_biases"),
                 shape: vec![a.heads, pad16(a.nk())],
+                precision: Precision::F32,
             });
             push_linear(
                 &mut specs,

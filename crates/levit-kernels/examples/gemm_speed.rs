@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use levit_kernels::gemm::{self, Epilogue, GemmArgs};
+use levit_kernels::gemm::{self, Epilogue, GemmArgs, PackedB};
 use levit_kernels::peak::{self, best_rate as time};
 use levit_kernels::{Activation, Isa};
 
@@ -59,7 +59,7 @@ fn main() {
                 a: &a,
                 lda: k,
                 a_rows: None,
-                b: &packed,
+                b: PackedB::F32(&packed),
                 bias: &bias,
                 ldc: n,
                 epilogue: Epilogue::BiasAct(Activation::HardSwish),
@@ -73,7 +73,7 @@ fn main() {
             let mut next = 0;
             let g = time(flops, budget, || {
                 let args = GemmArgs {
-                    b: &cold[next],
+                    b: PackedB::F32(&cold[next]),
                     ..args
                 };
                 next = (next + 1) % copies;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use levit_kernels::conv::{
     conv_3x3_s2_rows, im2col_3x3_s2, ConvGeometry, ConvInput, ConvWeights, ImageLayout,
 };
-use levit_kernels::gemm::{self, Epilogue};
+use levit_kernels::gemm::{self, Epilogue, GemmKernel, PackedB};
 use levit_kernels::reduce::mean_rows;
 use levit_kernels::{Activation, Isa};
 
@@ -67,7 +67,7 @@ fn main() {
         let weight = gemm::pack_b(&b, g.k(), cout);
         let bias = vec![0.1; cout];
         let w = ConvWeights {
-            weight: &weight,
+            weight: PackedB::F32(&weight),
             bias: &bias,
             cout,
             epilogue: Epilogue::BiasAct(Activation::HardSwish),
@@ -76,13 +76,21 @@ fn main() {
         let mut out = vec![0.0; g.hout() * g.wout() * cout];
         let macs = (g.hout() * g.wout() * g.k() * cout) as f64;
         for isa in Isa::supported() {
+            let kernel = GemmKernel::select(levit_kernels::Precision::F32, isa).unwrap();
             let t = time(|| {
                 let src = ConvInput {
                     image: &input,
                     layout,
                     geometry: g,
                 };
-                conv_3x3_s2_rows(isa, &src, &w, 0..g.hout(), &mut cols, black_box(&mut out))
+                conv_3x3_s2_rows(
+                    &kernel,
+                    &src,
+                    &w,
+                    0..g.hout(),
+                    &mut cols,
+                    black_box(&mut out),
+                )
             });
             println!(
                 "conv {layout:?} {cin}->{cout} {hw}x{hw} {isa}: {:7.1} us ({:5.1} GMAC/s)",

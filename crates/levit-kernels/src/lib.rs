@@ -17,17 +17,21 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod activation;
+mod amx_os;
 pub mod attention;
+pub mod bf16;
 pub mod conv;
 pub mod gemm;
 pub mod isa;
 pub mod parallel;
 pub mod peak;
+pub mod precision;
 pub mod reduce;
 pub mod vecmath;
 
 pub use activation::Activation;
 pub use isa::Isa;
+pub use precision::Precision;
 
 /// Width of one packed weight panel, in f32 columns (one 64-byte cache line).
 pub const NR: usize = 16;

@@ -58,7 +58,7 @@ pub fn fma_peak_gflops(isa: Isa, budget: Duration) -> f64 {
         isa.is_supported(),
         "fma_peak_gflops: this CPU does not support the {isa} path"
     );
-    match isa {
+    match isa.vector() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => best_rate(flops(x86::AVX512_CHAINS, 16), budget, || {
             // SAFETY: AVX-512F and FMA are supported (asserted above).
@@ -69,9 +69,10 @@ pub fn fma_peak_gflops(isa: Isa, budget: Duration) -> f64 {
             // SAFETY: AVX2 and FMA are supported (asserted above).
             black_box(unsafe { x86::avx2(black_box(STEPS)) });
         }),
-        _ => best_rate(flops(PORTABLE_CHAINS, 8), budget, || {
+        Isa::Portable => best_rate(flops(PORTABLE_CHAINS, 8), budget, || {
             black_box(portable(black_box(STEPS)));
         }),
+        other => unreachable!("{other} is not a vector family"),
     }
 }
 

@@ -35,6 +35,28 @@ pub enum Error {
         /// Shape in the file.
         found: Vec<usize>,
     },
+    /// A tensor is stored in another element type than the config and precision need.
+    #[error("tensor `{name}` is stored as {found}, but a {precision} model needs {expected}")]
+    TensorDtype {
+        /// Tensor.
+        name: String,
+        /// The model's precision.
+        precision: levit_kernels::Precision,
+        /// Element type needed.
+        expected: String,
+        /// Element type in the file.
+        found: String,
+    },
+    /// The requested precision cannot be made from the stored one.
+    #[error("cannot run a {stored} weight file in {requested}: {why}")]
+    Precision {
+        /// Precision of the file's weights.
+        stored: levit_kernels::Precision,
+        /// Precision asked for.
+        requested: levit_kernels::Precision,
+        /// Why not.
+        why: String,
+    },
     /// The input is not `images * in_chans * img_size²` floats.
     #[error("input has {found} floats, expected {expected} ({what})")]
     InputLength {

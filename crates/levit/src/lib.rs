@@ -18,6 +18,7 @@ mod error;
 mod model;
 mod run;
 pub mod synth;
+mod weights;
 pub use run::Tracer;
 
 /// Image decoding and timm's eval preprocessing (cargo feature `preprocess`).
@@ -33,7 +34,13 @@ pub use levit_graph::{Config, Tap};
 
 /// The execution plan types (steps, labels, shapes), for profilers and tools.
 pub mod graph {
-    pub use levit_graph::{Plan, Step};
+    pub use levit_graph::{AttentionStep, ConvStep, GemmStep, MeanRowsStep, Plan, Step};
 }
-pub use levit_kernels::Isa;
+
+/// The kernels' own names and types, for tools that report which kernel runs.
+pub mod kernels {
+    pub use levit_kernels::gemm::GemmKernel;
+    pub use levit_kernels::peak;
+}
+pub use levit_kernels::{Isa, Precision};
 pub use model::{Model, ModelOptions};

@@ -1,8 +1,8 @@
 //! Executing a plan: one `match` per step over views of the arena. No allocation.
 
-use std::ops::Range;
-
-use levit_graph::{BufRange, ImageSource, Step, Tap};
+use levit_graph::{
+    AttentionStep, BufRange, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, Tap,
+};
 use levit_kernels::attention::AttentionArgs;
 use levit_kernels::conv::{ConvInput, ConvWeights};
 use levit_kernels::gemm::GemmArgs;
@@ -15,128 +15,74 @@ use crate::{Error, Model, Result};
 /// Receives each named intermediate (`stem`, `stage0`, ...) as it is completed.
 pub type Tracer<'t> = &'t mut dyn FnMut(&Tap, &[f32]);
 
-fn gemm_args<'a>(model: &'a Model, step: &Step, a: &'a [f32]) -> Option<GemmArgs<'a>> {
-    let Step::Gemm {
-        lda,
-        a_rows,
-        m,
-        k,
-        n,
-        weight,
-        bias,
-        epilogue,
-        ldc,
-        ..
-    } = step
-    else {
-        return None;
-    };
-    Some(GemmArgs {
-        m: *m,
-        k: *k,
-        n: *n,
+/// The kernel operands of a GEMM step reading `a`.
+fn gemm_args<'a>(model: &'a Model, s: &GemmStep, a: &'a [f32]) -> GemmArgs<'a> {
+    GemmArgs {
+        m: s.m,
+        k: s.k,
+        n: s.n,
         a,
-        lda: *lda,
-        a_rows: a_rows.clone().map(|r| &model.plan.row_tables[r]),
-        b: model.weight(*weight),
-        bias: model.weight(*bias),
-        ldc: *ldc,
-        epilogue: *epilogue,
-    })
-}
-
-/// Output image rows of each block of a conv step.
-fn conv_blocks(step: &Step) -> impl Iterator<Item = Range<usize>> {
-    let (hout, block) = match step {
-        Step::Conv {
-            geometry,
-            block_rows,
-            ..
-        } => (geometry.hout(), (*block_rows).max(1)),
-        _ => (0, 1),
-    };
-    (0..hout)
-        .step_by(block)
-        .map(move |start| start..(start + block).min(hout))
+        lda: s.lda,
+        a_rows: s.a_rows.clone().map(|r| &model.plan.row_tables[r]),
+        b: model.packed(s.weight),
+        bias: model.f32(s.bias),
+        ldc: s.ldc,
+        epilogue: s.epilogue,
+    }
 }
 
 /// The weights of a conv step.
-fn conv_weights<'a>(model: &'a Model, step: &Step) -> ConvWeights<'a> {
-    let Step::Conv {
-        weight,
-        bias,
-        epilogue,
-        cout,
-        ..
-    } = step
-    else {
-        unreachable!("conv_weights on a non-conv step");
-    };
+fn conv_weights<'a>(model: &'a Model, s: &ConvStep) -> ConvWeights<'a> {
     ConvWeights {
-        weight: model.weight(*weight),
-        bias: model.weight(*bias),
-        cout: *cout,
-        epilogue: *epilogue,
+        weight: model.packed(s.weight),
+        bias: model.f32(s.bias),
+        cout: s.cout,
+        epilogue: s.epilogue,
     }
+}
+
+/// The kernel operands of an attention step, or `None` if its bias table is out of
+/// range (only possible in a corrupt plan; `check_plan` reports it).
+fn attention_args<'a>(
+    model: &'a Model,
+    s: &AttentionStep,
+    q: &'a [f32],
+    kv: &'a [f32],
+) -> Option<AttentionArgs<'a>> {
+    Some(AttentionArgs {
+        shape: s.shape,
+        q,
+        q_view: s.q_view,
+        kv,
+        k_view: s.k_view,
+        v_view: s.v_view,
+        bias: model.plan.bias_tables.get(s.bias_table.clone())?,
+        act: s.act,
+    })
 }
 
 /// Runs a conv step block by block (a few output image rows at a time, so the column
 /// matrix stays in cache), each block split over `exec`'s threads.
 fn conv(
     model: &Model,
-    step: &Step,
+    s: &ConvStep,
     image: &[f32],
     cols: &mut [f32],
     out: &mut [f32],
     exec: &dyn Executor,
 ) {
-    let Step::Conv {
-        layout, geometry, ..
-    } = step
-    else {
-        unreachable!("conv on a non-conv step");
-    };
-    let weights = conv_weights(model, step);
+    let weights = conv_weights(model, s);
     let src = ConvInput {
         image,
-        layout: *layout,
-        geometry: *geometry,
+        layout: s.layout,
+        geometry: s.geometry,
     };
-    let row_len = geometry.wout() * weights.cout;
-    for rows in conv_blocks(step) {
+    let kernel = model.kernel(s.precision);
+    let row_len = s.geometry.wout() * weights.cout;
+    for rows in s.blocks() {
         let out = &mut out[rows.start * row_len..rows.end * row_len];
-        parallel::conv_3x3_s2_rows(model.isa, &src, &weights, rows, cols, out, exec);
+        parallel::conv_3x3_s2_rows(kernel, &src, &weights, rows, cols, out, exec);
     }
-}
-
-fn attention_args<'a>(
-    model: &'a Model,
-    step: &Step,
-    q: &'a [f32],
-    kv: &'a [f32],
-) -> Option<AttentionArgs<'a>> {
-    let Step::Attention {
-        shape,
-        q_view,
-        k_view,
-        v_view,
-        bias,
-        act,
-        ..
-    } = step
-    else {
-        return None;
-    };
-    Some(AttentionArgs {
-        shape: *shape,
-        q,
-        q_view: *q_view,
-        kv,
-        k_view: *k_view,
-        v_view: *v_view,
-        bias: model.plan.bias_tables.get(bias.clone())?,
-        act: *act,
-    })
 }
 
 /// Runs every step of `model` on one image, writing into `arena`. Kernels split their
@@ -155,37 +101,37 @@ pub(crate) fn run(
     for (index, step) in plan.steps.iter().enumerate() {
         let started = profile.as_ref().map(|_| std::time::Instant::now());
         match step {
-            Step::Conv { src, cols, out, .. } => match src {
+            Step::Conv(s) => match s.src {
                 ImageSource::Input => {
-                    let [cols, out] = disjoint(arena, [*cols, *out]);
-                    conv(model, step, input, cols, out, exec);
+                    let [cols, out] = disjoint(arena, [s.cols, s.out]);
+                    conv(model, s, input, cols, out, exec);
                 }
                 ImageSource::Arena(img) => {
-                    let [img, cols, out] = disjoint(arena, [*img, *cols, *out]);
-                    conv(model, step, img, cols, out, exec);
+                    let [img, cols, out] = disjoint(arena, [img, s.cols, s.out]);
+                    conv(model, s, img, cols, out, exec);
                 }
             },
-            Step::Gemm { a, c, .. } => {
-                let [a, c] = disjoint(arena, [*a, *c]);
-                let args = gemm_args(model, step, a).expect("gemm step");
-                parallel::gemm(isa, &args, c, exec);
+            Step::Gemm(s) => {
+                let [a, c] = disjoint(arena, [s.a, s.c]);
+                let args = gemm_args(model, s, a);
+                parallel::gemm(model.kernel(s.precision), &args, c, exec);
             }
-            Step::Attention { q, kv, out, .. } => {
+            Step::Attention(s) => {
                 let mut run = |q: &[f32], kv: &[f32], out: &mut [f32]| {
-                    let args = attention_args(model, step, q, kv).expect("attention step");
+                    let args = attention_args(model, s, q, kv).expect("checked at load");
                     parallel::attention(isa, &args, out, scratch, exec);
                 };
-                if q == kv {
-                    let [kv, out] = disjoint(arena, [*kv, *out]);
+                if s.q == s.kv {
+                    let [kv, out] = disjoint(arena, [s.kv, s.out]);
                     run(kv, kv, out);
                 } else {
-                    let [q, kv, out] = disjoint(arena, [*q, *kv, *out]);
+                    let [q, kv, out] = disjoint(arena, [s.q, s.kv, s.out]);
                     run(q, kv, out);
                 }
             }
-            Step::MeanRows { x, rows, cols, out } => {
-                let [x, out] = disjoint(arena, [*x, *out]);
-                reduce::mean_rows(x, *rows, *cols, out);
+            Step::MeanRows(s) => {
+                let [x, out] = disjoint(arena, [s.x, s.out]);
+                reduce::mean_rows(x, s.rows, s.cols, out);
             }
             Step::Tap(i) => {
                 if let Some(t) = tracer.as_mut() {
@@ -212,14 +158,9 @@ pub(crate) fn check_plan(model: &Model) -> Result<()> {
     for (i, step) in plan.steps.iter().enumerate() {
         let in_arena = |r: &BufRange| r.end() <= zeros_len;
         match step {
-            Step::Conv {
-                src,
-                geometry,
-                cols,
-                out,
-                ..
-            } => {
-                let src_len = match src {
+            Step::Conv(s) => {
+                let (geometry, cols, out) = (&s.geometry, &s.cols, &s.out);
+                let src_len = match &s.src {
                     ImageSource::Input => plan.input_len,
                     ImageSource::Arena(r)
                         if in_arena(r) && !r.overlaps(cols) && !r.overlaps(out) =>
@@ -230,7 +171,7 @@ pub(crate) fn check_plan(model: &Model) -> Result<()> {
                         return Err(fail(i, "conv image outside arena".into()))
                     }
                 };
-                let block_rows = conv_blocks(step).next().map_or(0, |r| r.len());
+                let block_rows = s.blocks().next().map_or(0, |r| r.len());
                 if src_len < geometry.input_len()
                     || !in_arena(cols)
                     || !in_arena(out)
@@ -239,39 +180,45 @@ pub(crate) fn check_plan(model: &Model) -> Result<()> {
                 {
                     return Err(fail(i, "conv buffers too small or overlapping".into()));
                 }
-                let weights = conv_weights(model, step);
+                let weights = conv_weights(model, s);
+                let kernel = model.kernel(s.precision);
                 let row_len = geometry.wout() * weights.cout;
-                for rows in conv_blocks(step) {
+                for rows in s.blocks() {
                     let m = rows.len() * geometry.wout();
                     let args = weights.gemm_args(*geometry, m, &zeros[..cols.len]);
                     if out.len < rows.end * row_len {
                         return Err(fail(i, "conv output too small".into()));
                     }
-                    args.check(rows.len() * row_len).map_err(|e| fail(i, e))?;
+                    kernel
+                        .check(&args, rows.len() * row_len)
+                        .map_err(|e| fail(i, e))?;
                 }
             }
-            Step::Gemm { a, c, .. } => {
-                if !in_arena(a) || !in_arena(c) || a.overlaps(c) {
+            Step::Gemm(s) => {
+                if !in_arena(&s.a) || !in_arena(&s.c) || s.a.overlaps(&s.c) {
                     return Err(fail(i, "gemm buffers outside arena or overlapping".into()));
                 }
-                let args = gemm_args(model, step, &zeros[..a.len]).expect("gemm step");
-                args.check(c.len).map_err(|e| fail(i, e))?;
+                let args = gemm_args(model, s, &zeros[..s.a.len]);
+                model
+                    .kernel(s.precision)
+                    .check(&args, s.c.len)
+                    .map_err(|e| fail(i, e))?;
             }
-            Step::Attention { q, kv, out, .. } => {
-                for r in [q, kv, out] {
+            Step::Attention(s) => {
+                for r in [&s.q, &s.kv, &s.out] {
                     if !in_arena(r) {
                         return Err(fail(i, "attention buffer outside arena".into()));
                     }
                 }
-                if out.overlaps(kv) || out.overlaps(q) {
+                if s.out.overlaps(&s.kv) || s.out.overlaps(&s.q) {
                     return Err(fail(i, "attention buffers overlap".into()));
                 }
-                let args = attention_args(model, step, &zeros[..q.len], &zeros[..kv.len])
+                let args = attention_args(model, s, &zeros[..s.q.len], &zeros[..s.kv.len])
                     .ok_or_else(|| fail(i, "bias table out of range".into()))?;
-                args.check(out.len, plan.attention_scratch)
+                args.check(s.out.len, plan.attention_scratch)
                     .map_err(|e| fail(i, e))?;
             }
-            Step::MeanRows { x, rows, cols, out } => {
+            Step::MeanRows(MeanRowsStep { x, rows, cols, out }) => {
                 if !in_arena(x) || !in_arena(out) || x.len < rows * cols || out.len < *cols {
                     return Err(fail(i, "mean buffers too small".into()));
                 }

@@ -66,7 +66,7 @@ pub fn variant_config(name: &str) -> Option<Config> {
 /// Serialises a `.lvt` file with seeded random weights for `config`.
 pub fn random_weight_file(config: &Config, seed: u64) -> Result<Vec<u8>> {
     let dims = config.dims()?;
-    let specs = tensor_specs(&dims);
+    let specs = tensor_specs(&dims, levit_kernels::Precision::F32);
     let mut rng = Rng::new(seed);
     let data: Vec<Vec<f32>> = specs
         .iter()

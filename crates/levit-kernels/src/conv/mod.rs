@@ -5,7 +5,7 @@
 //! conv weights in. A GEMM of it with the packed weights yields the output in
 //! `[oy*ow + ox, cout]` layout, i.e. channels-last, which is also LeViT's token layout.
 
-use crate::gemm::{self, Epilogue, GemmArgs, TapsArgs};
+use crate::gemm::{self, Epilogue, GemmArgs, GemmKernel, PackedB, TapsArgs};
 use crate::Isa;
 
 /// Memory layout of the image fed to [`im2col_3x3_s2`].
@@ -59,8 +59,8 @@ impl ConvGeometry {
 /// Weights and epilogue of one convolution, for [`conv_3x3_s2_rows`].
 #[derive(Clone, Copy, Debug)]
 pub struct ConvWeights<'a> {
-    /// Packed `[9*cin, cout]` GEMM panels, K in `(ky, kx, ci)` order.
-    pub weight: &'a [f32],
+    /// Packed `[9*cin, cout]` GEMM weights, K in `(ky, kx, ci)` order.
+    pub weight: PackedB<'a>,
     /// Bias, `cout` floats.
     pub bias: &'a [f32],
     /// Output channels.
@@ -82,12 +82,15 @@ pub struct ConvInput<'a> {
 
 /// Output image rows `oy_rows` of the convolution: im2col of those rows into `cols`,
 /// then their GEMM into `out`, which holds just those rows (`[rows*wout, cout]`). A
-/// `Chw` image with few channels skips im2col where the path has a tap-table kernel.
+/// `Chw` image with few channels skips im2col where the path has a tap-table kernel,
+/// and a wide `Hwc` one reads its taps in place; both exist for f32 weights on
+/// AVX-512 only (other precisions and paths take im2col and `kernel`).
 ///
 /// # Panics
-/// If a buffer is shorter than the geometry needs (checked at plan time).
+/// If a buffer is shorter than the geometry needs (checked at plan time), or the
+/// weights are not of `kernel`'s precision.
 pub fn conv_3x3_s2_rows(
-    isa: Isa,
+    kernel: &GemmKernel,
     src: &ConvInput,
     w: &ConvWeights,
     oy_rows: core::ops::Range<usize>,
@@ -95,18 +98,21 @@ pub fn conv_3x3_s2_rows(
     out: &mut [f32],
 ) {
     let g = src.geometry;
-    if src.layout == ImageLayout::Chw && g.cin <= MAX_TAP_CIN && TapsArgs::supported(isa) {
-        return conv_rows_from_taps(isa, src, w, oy_rows, cols, out);
-    }
-    if src.layout == ImageLayout::Hwc
-        && g.wout() >= MIN_IN_PLACE_WIDTH
-        && gemm::segmented_supported(isa)
-    {
-        return conv_rows_in_place(isa, src, w, oy_rows, cols, out);
+    let isa = kernel.isa();
+    if let PackedB::F32(weight) = w.weight {
+        if src.layout == ImageLayout::Chw && g.cin <= MAX_TAP_CIN && TapsArgs::supported(isa) {
+            return conv_rows_from_taps(isa, src, w, weight, oy_rows, cols, out);
+        }
+        if src.layout == ImageLayout::Hwc
+            && g.wout() >= MIN_IN_PLACE_WIDTH
+            && gemm::segmented_supported(isa)
+        {
+            return conv_rows_in_place(kernel, src, w, oy_rows, cols, out);
+        }
     }
     let m = oy_rows.len() * g.wout();
     im2col_3x3_s2_rows(src.image, src.layout, g, oy_rows, cols);
-    gemm::gemm(isa, &w.gemm_args(g, m, cols), out);
+    kernel.run(&w.gemm_args(g, m, cols), out);
 }
 
 /// Narrowest output for which reading HWC taps in place beats im2col: the in-place
@@ -123,7 +129,7 @@ const MIN_IN_PLACE_WIDTH: usize = 48;
 /// an odd-sized image) get their taps copied as in im2col, one pixel GEMM each.
 /// Bit-identical to the im2col path.
 fn conv_rows_in_place(
-    isa: Isa,
+    kernel: &GemmKernel,
     src: &ConvInput,
     w: &ConvWeights,
     oy_rows: core::ops::Range<usize>,
@@ -140,7 +146,7 @@ fn conv_rows_in_place(
         if !(oy >= 1 && 2 * oy + 1 < g.hin && last_inner >= 1) {
             // A padded row: im2col it whole.
             im2col_3x3_s2_rows(input, ImageLayout::Hwc, g, oy..oy + 1, scratch);
-            gemm::gemm(isa, &w.gemm_args(g, wout, scratch), out_row);
+            kernel.run(&w.gemm_args(g, wout, scratch), out_row);
             continue;
         }
         // Column 0 and any columns past `last_inner` need padding: copied taps.
@@ -148,7 +154,7 @@ fn conv_rows_in_place(
             let taps = &mut scratch[..k];
             hwc_pixel_taps(input, g, oy, ox, taps);
             let pixel_out = &mut out_row[ox * w.cout..][..w.cout];
-            gemm::gemm(isa, &w.gemm_args(g, 1, taps), pixel_out);
+            kernel.run(&w.gemm_args(g, 1, taps), pixel_out);
         }
         // Pixels 1..=last_inner read their taps from the image, starting at pixel
         // (2oy - 1, 1).
@@ -162,7 +168,7 @@ fn conv_rows_in_place(
             len: 3 * cin,
             stride: g.win * cin,
         };
-        gemm::gemm_segmented(isa, &args, runs, &mut out_row[w.cout..]);
+        gemm::gemm_segmented(kernel.isa(), &args, runs, &mut out_row[w.cout..]);
     }
 }
 
@@ -179,6 +185,7 @@ fn conv_rows_from_taps(
     isa: Isa,
     src: &ConvInput,
     w: &ConvWeights,
+    weight: &[f32],
     oy_rows: core::ops::Range<usize>,
     scratch: &mut [f32],
     out: &mut [f32],
@@ -219,7 +226,7 @@ fn conv_rows_from_taps(
             n: w.cout,
             a: padded,
             koff: &koff[..g.k()],
-            b: w.weight,
+            b: weight,
             bias: w.bias,
             ldc: w.cout,
             epilogue: w.epilogue,
@@ -534,12 +541,13 @@ mod tests {
                 Epilogue::BiasResidual,
             ] {
                 let w = ConvWeights {
-                    weight: &weight,
+                    weight: PackedB::F32(&weight),
                     bias: &bias,
                     cout,
                     epilogue,
                 };
                 for &isa in &isas {
+                    let kernel = GemmKernel::select(crate::Precision::F32, isa).unwrap();
                     for rows in [0..g.hout(), g.hout() / 2..g.hout()] {
                         let m = rows.len() * g.wout();
                         let start: Vec<f32> = (0..m * cout).map(|i| (i % 5) as f32 - 2.0).collect();
@@ -554,7 +562,7 @@ mod tests {
                             layout,
                             geometry: g,
                         };
-                        conv_3x3_s2_rows(isa, &src, &w, rows.clone(), &mut scratch, &mut got);
+                        conv_3x3_s2_rows(&kernel, &src, &w, rows.clone(), &mut scratch, &mut got);
                         for (j, (x, y)) in got.iter().zip(&want).enumerate() {
                             assert_eq!(
                                 x.to_bits(),

@@ -8,8 +8,14 @@
 
 use core::arch::x86_64::*;
 
-use super::{Epilogue, Tile};
+use super::{Epilogue, RowPtrs, Tile};
 use crate::vecmath::avx2::{activate, mask};
+
+use std::ops::Range;
+
+use super::kernel::{GemmKernel, Split};
+use super::{drive, f32_panel_len, GemmArgs, Segments, Tiles};
+use crate::{Isa, Precision};
 
 /// Tallest row tile.
 pub(crate) const MR: usize = 6;
@@ -57,6 +63,19 @@ unsafe fn tile<const R: usize>(t: &Tile) {
             }
         }
     }
+    // SAFETY: forwarded from this function's contract.
+    unsafe { store(t, &acc) }
+}
+
+/// The epilogue of an `R x 1` tile: `C = act(acc + bias)` or `C += acc + bias` on the
+/// tile's `cols` columns (shared with the bf16 kernel, `super::bf16::avx2`).
+///
+/// # Safety
+/// The CPU must support AVX2 + FMA; `t` must satisfy [`Tile`]'s contract with
+/// `mr == R`, `np == 1`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn store<const R: usize, W>(t: &Tile<RowPtrs, W>, acc: &[[__m256; 2]; R]) {
     let n0 = t.cols.min(8);
     let n1 = t.cols - n0;
     let masks = [mask(n0), mask(n1)];
@@ -85,5 +104,53 @@ unsafe fn tile<const R: usize>(t: &Tile) {
                 }
             }
         }
+    }
+}
+
+/// The f32 kernel's tiles.
+pub(crate) const F32_TILES: Tiles<f32> = Tiles {
+    mr: MR,
+    np: NP,
+    wide: None,
+    panel_len: f32_panel_len,
+    run: run_tile,
+};
+
+/// The f32 kernel, where this CPU runs it.
+pub(crate) fn f32_kernel() -> Option<GemmKernel> {
+    Isa::Avx2.is_supported().then_some(GemmKernel {
+        name: "avx2_f32_6x16",
+        precision: Precision::F32,
+        isa: Isa::Avx2,
+        split: Split {
+            rows: F32_TILES.mr,
+            panels: F32_TILES.np,
+        },
+        block: f32_block,
+    })
+}
+
+/// # Safety
+/// As [`super::kernel::BlockFn`].
+unsafe fn f32_block(
+    args: &GemmArgs,
+    c: *mut f32,
+    c_len: usize,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    let b = args.b.f32().expect("f32 kernel given other weights");
+    // SAFETY: forwarded from `BlockFn`'s contract; `b` is `args.b`'s f32 slice.
+    unsafe {
+        drive(
+            &F32_TILES,
+            args,
+            b,
+            Segments::whole(args.k),
+            c,
+            c_len,
+            rows,
+            panels,
+        )
     }
 }

@@ -11,6 +11,12 @@
 use super::{Epilogue, RowPtrs, Taps, Tile};
 use crate::vecmath::avx512::{activate, mask};
 
+use std::ops::Range;
+
+use super::kernel::{GemmKernel, Split};
+use super::{drive, f32_panel_len, GemmArgs, Segments, Tiles};
+use crate::{Isa, Precision};
+
 /// Tallest row tile.
 pub(crate) const MR: usize = 12;
 /// Widest tile, in panels, of the tall tiles.
@@ -25,8 +31,23 @@ pub(crate) const WIDE_NP: usize = 4;
 
 /// Generates a family of tile kernels for one kind of A operand (`$a`, read by the
 /// macro `$value!(a, kk, r)` after `$prepare!(t)`), and `run_tile` dispatching to them.
+///
+/// The long form also names the element type of packed B (`$w`), the target features
+/// and the macro running the K loop (`$steps`, see [`f32_steps`]): the bf16 kernels
+/// (`super::bf16`) reuse the tiles and epilogues with their own B loads.
 macro_rules! tile_family {
     ($a:ty, $prepare:ident, $value:ident, $advance:ident) => {
+        tile_family!(
+            $a,
+            f32,
+            "avx512f,avx512vl,avx512dq,avx512bw,fma",
+            f32_steps,
+            $prepare,
+            $value,
+            $advance
+        );
+    };
+    ($a:ty, $w:ty, $feat:literal, $steps:ident, $prepare:ident, $value:ident, $advance:ident) => {
         use core::arch::x86_64::*;
 
         use super::*;
@@ -34,10 +55,10 @@ macro_rules! tile_family {
         /// Runs one `mr x np` tile.
         ///
         /// # Safety
-        /// The CPU must support AVX-512F/VL/DQ/BW + FMA; `t` must satisfy [`Tile`]'s
-        /// contract with `1 <= mr <= MR`, `1 <= np <= NP`, or `1 <= mr <= WIDE_MR`,
-        /// `1 <= np <= WIDE_NP`.
-        pub(crate) unsafe fn run_tile(mr: usize, np: usize, t: &Tile<$a>) {
+        /// The CPU must support the family's target features; `t` must satisfy
+        /// [`Tile`]'s contract with `1 <= mr <= MR`, `1 <= np <= NP`, or
+        /// `1 <= mr <= WIDE_MR`, `1 <= np <= WIDE_NP`.
+        pub(crate) unsafe fn run_tile(mr: usize, np: usize, t: &Tile<$a, $w>) {
             // SAFETY: forwarded from this function's contract (every tile has the same).
             unsafe {
                 match (mr, np) {
@@ -82,42 +103,42 @@ macro_rules! tile_family {
             }
         }
 
-        tile_fn!($a, $prepare, $value, $advance, t1x1, 1, [0], [0]);
-        tile_fn!($a, $prepare, $value, $advance, t2x1, 1, [0], [0 1]);
-        tile_fn!($a, $prepare, $value, $advance, t3x1, 1, [0], [0 1 2]);
-        tile_fn!($a, $prepare, $value, $advance, t4x1, 1, [0], [0 1 2 3]);
-        tile_fn!($a, $prepare, $value, $advance, t5x1, 1, [0], [0 1 2 3 4]);
-        tile_fn!($a, $prepare, $value, $advance, t6x1, 1, [0], [0 1 2 3 4 5]);
-        tile_fn!($a, $prepare, $value, $advance, t7x1, 1, [0], [0 1 2 3 4 5 6]);
-        tile_fn!($a, $prepare, $value, $advance, t8x1, 1, [0], [0 1 2 3 4 5 6 7]);
-        tile_fn!($a, $prepare, $value, $advance, t9x1, 1, [0], [0 1 2 3 4 5 6 7 8]);
-        tile_fn!($a, $prepare, $value, $advance, t10x1, 1, [0], [0 1 2 3 4 5 6 7 8 9]);
-        tile_fn!($a, $prepare, $value, $advance, t11x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10]);
-        tile_fn!($a, $prepare, $value, $advance, t12x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10 11]);
-        tile_fn!($a, $prepare, $value, $advance, t1x3, 3, [0 1 2], [0]);
-        tile_fn!($a, $prepare, $value, $advance, t2x3, 3, [0 1 2], [0 1]);
-        tile_fn!($a, $prepare, $value, $advance, t3x3, 3, [0 1 2], [0 1 2]);
-        tile_fn!($a, $prepare, $value, $advance, t4x3, 3, [0 1 2], [0 1 2 3]);
-        tile_fn!($a, $prepare, $value, $advance, t5x3, 3, [0 1 2], [0 1 2 3 4]);
-        tile_fn!($a, $prepare, $value, $advance, t6x3, 3, [0 1 2], [0 1 2 3 4 5]);
-        tile_fn!($a, $prepare, $value, $advance, t1x4, 4, [0 1 2 3], [0]);
-        tile_fn!($a, $prepare, $value, $advance, t2x4, 4, [0 1 2 3], [0 1]);
-        tile_fn!($a, $prepare, $value, $advance, t3x4, 4, [0 1 2 3], [0 1 2]);
-        tile_fn!($a, $prepare, $value, $advance, t4x4, 4, [0 1 2 3], [0 1 2 3]);
-        tile_fn!($a, $prepare, $value, $advance, t5x4, 4, [0 1 2 3], [0 1 2 3 4]);
-        tile_fn!($a, $prepare, $value, $advance, t6x4, 4, [0 1 2 3], [0 1 2 3 4 5]);
-        tile_fn!($a, $prepare, $value, $advance, t1x2, 2, [0 1], [0]);
-        tile_fn!($a, $prepare, $value, $advance, t2x2, 2, [0 1], [0 1]);
-        tile_fn!($a, $prepare, $value, $advance, t3x2, 2, [0 1], [0 1 2]);
-        tile_fn!($a, $prepare, $value, $advance, t4x2, 2, [0 1], [0 1 2 3]);
-        tile_fn!($a, $prepare, $value, $advance, t5x2, 2, [0 1], [0 1 2 3 4]);
-        tile_fn!($a, $prepare, $value, $advance, t6x2, 2, [0 1], [0 1 2 3 4 5]);
-        tile_fn!($a, $prepare, $value, $advance, t7x2, 2, [0 1], [0 1 2 3 4 5 6]);
-        tile_fn!($a, $prepare, $value, $advance, t8x2, 2, [0 1], [0 1 2 3 4 5 6 7]);
-        tile_fn!($a, $prepare, $value, $advance, t9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
-        tile_fn!($a, $prepare, $value, $advance, t10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
-        tile_fn!($a, $prepare, $value, $advance, t11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
-        tile_fn!($a, $prepare, $value, $advance, t12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t1x1, 1, [0], [0]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t2x1, 1, [0], [0 1]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t3x1, 1, [0], [0 1 2]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t4x1, 1, [0], [0 1 2 3]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t5x1, 1, [0], [0 1 2 3 4]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t6x1, 1, [0], [0 1 2 3 4 5]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t7x1, 1, [0], [0 1 2 3 4 5 6]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t8x1, 1, [0], [0 1 2 3 4 5 6 7]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t9x1, 1, [0], [0 1 2 3 4 5 6 7 8]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t10x1, 1, [0], [0 1 2 3 4 5 6 7 8 9]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t11x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t12x1, 1, [0], [0 1 2 3 4 5 6 7 8 9 10 11]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t1x3, 3, [0 1 2], [0]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t2x3, 3, [0 1 2], [0 1]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t3x3, 3, [0 1 2], [0 1 2]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t4x3, 3, [0 1 2], [0 1 2 3]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t5x3, 3, [0 1 2], [0 1 2 3 4]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t6x3, 3, [0 1 2], [0 1 2 3 4 5]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t1x4, 4, [0 1 2 3], [0]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t2x4, 4, [0 1 2 3], [0 1]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t3x4, 4, [0 1 2 3], [0 1 2]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t4x4, 4, [0 1 2 3], [0 1 2 3]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t5x4, 4, [0 1 2 3], [0 1 2 3 4]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t6x4, 4, [0 1 2 3], [0 1 2 3 4 5]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t1x2, 2, [0 1], [0]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t2x2, 2, [0 1], [0 1]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t3x2, 2, [0 1], [0 1 2]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t4x2, 2, [0 1], [0 1 2 3]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t5x2, 2, [0 1], [0 1 2 3 4]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t6x2, 2, [0 1], [0 1 2 3 4 5]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t7x2, 2, [0 1], [0 1 2 3 4 5 6]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t8x2, 2, [0 1], [0 1 2 3 4 5 6 7]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t9x2, 2, [0 1], [0 1 2 3 4 5 6 7 8]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t10x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t11x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10]);
+        tile_fn!(($a, $w, $feat, $steps, $prepare, $value, $advance), t12x2, 2, [0 1], [0 1 2 3 4 5 6 7 8 9 10 11]);
     };
 }
 
@@ -152,36 +173,45 @@ macro_rules! store_row {
     }};
 }
 
+/// The K loop of an f32 tile: `acc[r][p] += A[r][kk] * B[kk][p]` for kk = 0..k in
+/// order, one B vector per panel and one broadcast per row each step.
+macro_rules! f32_steps {
+    ($t:ident, $a:ident, $acc:ident, $np:literal, $ps:tt, [$($r:literal)+], $value:ident, $advance:ident) => {
+        let (b, stride) = ($t.b, $t.panel_stride);
+        // A rows may come in runs of `seg_len` steps `seg_stride` apart (the
+        // implicit-GEMM convolution); at each run boundary the row pointers move so
+        // that `a[r] + kk` stays the address of step kk. One run for a plain GEMM:
+        // the branch never fires.
+        let mut seg_end = $t.seg_len;
+        for kk in 0..$t.k {
+            if kk == seg_end {
+                $advance!($a, $t.seg_stride.wrapping_sub($t.seg_len), [$($r)+]);
+                seg_end += $t.seg_len;
+            }
+            // SAFETY: `t.b` holds `np` panels of `t.k * 16` floats `stride` apart and
+            // the A values of rows < mr at kk < t.k are readable (Tile contract).
+            unsafe {
+                let mut bv = [_mm512_setzero_ps(); $np];
+                for (p, bv) in bv.iter_mut().enumerate() {
+                    *bv = _mm512_loadu_ps(b.add(p * stride + kk * 16));
+                }
+                $( fma_row!($acc, bv, _mm512_set1_ps($value!($a, kk, $r)), $r, $ps); )+
+            }
+        }
+    };
+}
+
 macro_rules! tile_fn {
-    ($a:ty, $prepare:ident, $value:ident, $advance:ident, $name:ident, $np:literal, $ps:tt, [$($r:literal)+]) => {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,fma")]
-        unsafe fn $name(t: &Tile<$a>) {
+    (($a:ty, $w:ty, $feat:literal, $steps:ident, $prepare:ident, $value:ident, $advance:ident),
+     $name:ident, $np:literal, $ps:tt, [$($r:literal)+]) => {
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(t: &Tile<$a, $w>) {
             const R: usize = [$($r),+].len();
             debug_assert!(t.cols >= 1 && t.cols <= $np * 16 && t.cols > ($np - 1) * 16);
             let mut acc = [[_mm512_setzero_ps(); $np]; R];
             #[allow(unused_mut)]
             let mut a = $prepare!(t, [$($r)+]);
-            let (b, stride) = (t.b, t.panel_stride);
-            // A rows may come in runs of `seg_len` steps `seg_stride` apart (the
-            // implicit-GEMM convolution); at each run boundary the row pointers move so
-            // that `a[r] + kk` stays the address of step kk. One run for a plain GEMM:
-            // the branch never fires.
-            let mut seg_end = t.seg_len;
-            for kk in 0..t.k {
-                if kk == seg_end {
-                    $advance!(a, t.seg_stride.wrapping_sub(t.seg_len), [$($r)+]);
-                    seg_end += t.seg_len;
-                }
-                // SAFETY: `t.b` holds `np` panels of `t.k * 16` floats `stride` apart and
-                // the A values of rows < mr at kk < t.k are readable (Tile contract).
-                unsafe {
-                    let mut bv = [_mm512_setzero_ps(); $np];
-                    for (p, bv) in bv.iter_mut().enumerate() {
-                        *bv = _mm512_loadu_ps(b.add(p * stride + kk * 16));
-                    }
-                    $( fma_row!(acc, bv, _mm512_set1_ps($value!(a, kk, $r)), $r, $ps); )+
-                }
-            }
+            $steps!(t, a, acc, $np, $ps, [$($r)+], $value, $advance);
             let mut masks = [0 as __mmask16; $np];
             let mut bias = [_mm512_setzero_ps(); $np];
             for p in 0..$np {
@@ -233,6 +263,9 @@ macro_rules! taps_advance {
     }};
 }
 
+// The tile generator and its row-operand pieces, for the bf16 kernels' families.
+pub(crate) use {fma_row, rows_prepare, rows_value, store_row, tile_family, tile_fn};
+
 /// Kernels reading A rows in place (`GemmArgs`).
 pub(crate) mod rows {
     tile_family!(RowPtrs, rows_prepare, rows_value, rows_advance);
@@ -241,4 +274,52 @@ pub(crate) mod rows {
 /// Kernels reading A through a tap table (`TapsArgs`).
 pub(crate) mod taps {
     tile_family!(Taps, taps_prepare, taps_value, taps_advance);
+}
+
+/// The f32 kernel's tiles.
+pub(crate) const F32_TILES: Tiles<f32> = Tiles {
+    mr: MR,
+    np: NP,
+    wide: Some((WIDE_MR, WIDE_NP)),
+    panel_len: f32_panel_len,
+    run: rows::run_tile,
+};
+
+/// The f32 kernel, where this CPU runs it.
+pub(crate) fn f32_kernel() -> Option<GemmKernel> {
+    Isa::Avx512.is_supported().then_some(GemmKernel {
+        name: "avx512_f32_12x32",
+        precision: Precision::F32,
+        isa: Isa::Avx512,
+        split: Split {
+            rows: F32_TILES.mr,
+            panels: F32_TILES.np,
+        },
+        block: f32_block,
+    })
+}
+
+/// # Safety
+/// As [`super::kernel::BlockFn`].
+unsafe fn f32_block(
+    args: &GemmArgs,
+    c: *mut f32,
+    c_len: usize,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    let b = args.b.f32().expect("f32 kernel given other weights");
+    // SAFETY: forwarded from `BlockFn`'s contract; `b` is `args.b`'s f32 slice.
+    unsafe {
+        drive(
+            &F32_TILES,
+            args,
+            b,
+            Segments::whole(args.k),
+            c,
+            c_len,
+            rows,
+            panels,
+        )
+    }
 }

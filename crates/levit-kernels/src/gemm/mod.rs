@@ -28,12 +28,83 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod bf16;
+mod kernel;
 mod portable;
 pub mod reference;
 
 use std::ops::Range;
 
-use crate::{packed_len, Activation, Isa, NR};
+pub use kernel::{GemmKernel, Split};
+
+use crate::{packed_len, Activation, Isa, Precision, NR};
+
+/// The packed right operand (weights) of a GEMM, in the layout of its precision:
+/// f32 panels `[panels(n)][k][NR]` ([`pack_b`]) or bf16 K-pair panels
+/// `[panels(n)][KP/2][NR][2]` ([`crate::bf16::pack_b`]).
+#[derive(Clone, Copy, Debug)]
+pub enum PackedB<'a> {
+    /// f32 panels.
+    F32(&'a [f32]),
+    /// bf16 K-pair panels (bit patterns).
+    Bf16(&'a [u16]),
+}
+
+impl<'a> PackedB<'a> {
+    /// The precision of the stored weights.
+    pub fn precision(&self) -> Precision {
+        match self {
+            PackedB::F32(_) => Precision::F32,
+            PackedB::Bf16(_) => Precision::Bf16,
+        }
+    }
+
+    /// Values stored (in the element type of the precision).
+    pub fn len(&self) -> usize {
+        match self {
+            PackedB::F32(b) => b.len(),
+            PackedB::Bf16(b) => b.len(),
+        }
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values a `[k, n]` operand needs in this precision.
+    pub fn needed(&self, k: usize, n: usize) -> usize {
+        match self {
+            PackedB::F32(_) => packed_len(k, n),
+            PackedB::Bf16(_) => crate::bf16::packed_len(k, n),
+        }
+    }
+
+    /// The f32 panels, if that is the precision.
+    pub fn f32(&self) -> Option<&'a [f32]> {
+        match *self {
+            PackedB::F32(b) => Some(b),
+            PackedB::Bf16(_) => None,
+        }
+    }
+
+    /// The bf16 panels, if that is the precision.
+    pub fn bf16(&self) -> Option<&'a [u16]> {
+        match *self {
+            PackedB::Bf16(b) => Some(b),
+            PackedB::F32(_) => None,
+        }
+    }
+
+    /// `B[kk][col]` as an f32 (bf16 widened exactly): for references and tests.
+    pub fn at(&self, k: usize, kk: usize, col: usize) -> f32 {
+        let (p, j) = (col / NR, col % NR);
+        match *self {
+            PackedB::F32(b) => b[(p * k + kk) * NR + j],
+            PackedB::Bf16(b) => crate::bf16::from_bf16(crate::bf16::packed_at(b, k, p, kk, j)),
+        }
+    }
+}
 
 /// What happens to an output tile before it is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +131,8 @@ pub struct GemmArgs<'a> {
     pub lda: usize,
     /// Optional row gather: output row `i` reads `a` row `a_rows[i]`.
     pub a_rows: Option<&'a [u32]>,
-    /// Packed right operand, `[panels(n)][k][NR]`.
-    pub b: &'a [f32],
+    /// Packed right operand.
+    pub b: PackedB<'a>,
     /// Bias, at least `n` long.
     pub bias: &'a [f32],
     /// Row stride of the output in f32.
@@ -122,16 +193,17 @@ fn check_b_and_c(
     m: usize,
     k: usize,
     n: usize,
-    b: &[f32],
+    b: PackedB,
     bias: &[f32],
     ldc: usize,
     c_len: usize,
 ) -> Result<(), String> {
-    if b.len() < packed_len(k, n) {
+    if b.len() < b.needed(k, n) {
         return Err(format!(
-            "packed B has {} floats, need {}",
+            "packed {} B has {} values, need {}",
+            b.precision(),
             b.len(),
-            packed_len(k, n)
+            b.needed(k, n)
         ));
     }
     if bias.len() < n {
@@ -145,13 +217,16 @@ fn check_b_and_c(
     Ok(())
 }
 
-/// Runs the GEMM on the chosen path.
+/// Runs the GEMM with the best kernel of `isa` for the precision of `args.b`
+/// ([`GemmKernel::select`]). The engine selects its kernels once at load and calls
+/// [`GemmKernel::run`]; this is the convenience for tests and tools.
 ///
 /// # Panics
-/// If the operands do not satisfy [`GemmArgs::check`]: callers (the plan) validate
-/// shapes once at load, so a panic here is a bug, never bad user input.
+/// If the operands do not satisfy [`GemmArgs::check`] (callers, the plan, validate
+/// shapes once at load, so a panic here is a bug, never bad user input), or `isa` has
+/// no kernel for that precision on this CPU.
 pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32]) {
-    gemm_block(isa, args, c, 0..args.m, 0..crate::panels(args.n));
+    kernel_for(isa, args).run(args, c);
 }
 
 /// Computes only the output columns of `panels` (panel `p` is columns
@@ -161,7 +236,7 @@ pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32]) {
 /// # Panics
 /// As [`gemm`], or if `panels` is not inside `0..panels(n)`.
 pub fn gemm_panels(isa: Isa, args: &GemmArgs, c: &mut [f32], panels: Range<usize>) {
-    gemm_block(isa, args, c, 0..args.m, panels);
+    kernel_for(isa, args).run_block(args, c, 0..args.m, panels);
 }
 
 /// Computes only output rows `rows`, all columns. Bit-identical to those rows of
@@ -170,7 +245,7 @@ pub fn gemm_panels(isa: Isa, args: &GemmArgs, c: &mut [f32], panels: Range<usize
 /// # Panics
 /// As [`gemm`], or if `rows` is not inside `0..m`.
 pub fn gemm_rows(isa: Isa, args: &GemmArgs, c: &mut [f32], rows: Range<usize>) {
-    gemm_block(isa, args, c, rows, 0..crate::panels(args.n));
+    kernel_for(isa, args).run_block(args, c, rows, 0..crate::panels(args.n));
 }
 
 /// Computes the output block `rows` x (columns of `panels`). Bit-identical to that
@@ -185,58 +260,13 @@ pub fn gemm_block(
     rows: Range<usize>,
     panels: Range<usize>,
 ) {
-    // SAFETY: `c` is an exclusive borrow of `c.len()` floats.
-    unsafe { gemm_block_raw(isa, args, c.as_mut_ptr(), c.len(), rows, panels) }
+    kernel_for(isa, args).run_block(args, c, rows, panels);
 }
 
-/// [`gemm_block`] on a raw output pointer, so that several threads can fill disjoint
-/// blocks of one output at once.
-///
-/// # Safety
-/// `c` must be valid for reads and writes of `c_len` floats, and while this runs no
-/// other thread may access the elements of the block (rows `rows`, columns of
-/// `panels`). Other elements are never touched.
-///
-/// # Panics
-/// As [`gemm_block`].
-pub unsafe fn gemm_block_raw(
-    isa: Isa,
-    args: &GemmArgs,
-    c: *mut f32,
-    c_len: usize,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    if let Err(e) = args.check(c_len) {
-        panic!("gemm called with inconsistent operands: {e}");
-    }
-    assert!(
-        rows.start <= rows.end && rows.end <= args.m,
-        "gemm rows {rows:?} outside 0..{}",
-        args.m
-    );
-    let np_total = crate::panels(args.n);
-    assert!(
-        panels.start <= panels.end && panels.end <= np_total,
-        "gemm panels {panels:?} outside 0..{np_total}"
-    );
-    if rows.is_empty() || panels.is_empty() {
-        return;
-    }
-    let kernel = Kernel::for_isa(isa);
-    // SAFETY: `check` validated every index the block reads in `args` and that the
-    // block lies inside `c_len`; the caller guarantees `c` and exclusivity.
-    unsafe {
-        drive(
-            &kernel,
-            args,
-            Segments::whole(args.k),
-            c,
-            c_len,
-            rows,
-            panels,
-        )
-    }
+fn kernel_for(isa: Isa, args: &GemmArgs) -> GemmKernel {
+    let precision = args.b.precision();
+    GemmKernel::select(precision, isa)
+        .unwrap_or_else(|| panic!("gemm: no {precision} kernel for the {isa} path here"))
 }
 
 /// Bytes of packed B one row tile sweeps before moving to the next row tile.
@@ -266,9 +296,10 @@ pub(crate) struct Taps {
 /// - `bias` points to `cols` readable floats, with `(np-1)*NR < cols <= np*NR`;
 /// - for `r < mr`, `c + r*ldc` points to `cols` floats that the kernel may read and
 ///   write and that nothing else accesses meanwhile.
-pub(crate) struct Tile<A = RowPtrs> {
+pub(crate) struct Tile<A = RowPtrs, W = f32> {
     pub(crate) a: A,
-    pub(crate) b: *const f32,
+    /// Packed B in its precision's element type (`f32`, or `u16` bf16 pairs).
+    pub(crate) b: *const W,
     pub(crate) panel_stride: usize,
     pub(crate) k: usize,
     /// K steps per run of A (`>= k`: one contiguous run; only the AVX-512 row kernels
@@ -283,60 +314,37 @@ pub(crate) struct Tile<A = RowPtrs> {
     pub(crate) epilogue: Epilogue,
 }
 
-/// A path's micro-kernel and its tile limits.
-struct Kernel {
-    mr: usize,
-    np: usize,
+/// A register-tiled micro-kernel family and its tile limits, run by [`drive`]. `W`
+/// is the element type of its packed B.
+pub(crate) struct Tiles<W> {
+    pub(crate) mr: usize,
+    pub(crate) np: usize,
     /// Tile limits for calls of at most [`WIDE_MAX_ROWS`] rows, if the path has them.
-    wide: Option<(usize, usize)>,
-    run: unsafe fn(usize, usize, &Tile),
+    pub(crate) wide: Option<(usize, usize)>,
+    /// Elements of B per panel for a reduction of `k`.
+    pub(crate) panel_len: fn(usize) -> usize,
+    pub(crate) run: unsafe fn(usize, usize, &Tile<RowPtrs, W>),
+}
+
+/// f32 panels hold `k * NR` floats.
+pub(crate) const fn f32_panel_len(k: usize) -> usize {
+    k * NR
 }
 
 /// Calls with at most this many rows use the path's wide tiles (see `avx512.rs`).
 const WIDE_MAX_ROWS: usize = 64;
 
-impl Kernel {
-    /// # Panics
-    /// If `isa` is not supported by this CPU (running it would be undefined behaviour).
-    fn for_isa(isa: Isa) -> Kernel {
-        assert!(
-            isa.is_supported(),
-            "gemm: the {isa} path is not supported here"
-        );
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => Kernel {
-                mr: avx512::MR,
-                np: avx512::NP,
-                wide: Some((avx512::WIDE_MR, avx512::WIDE_NP)),
-                run: avx512::rows::run_tile,
-            },
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Kernel {
-                mr: avx2::MR,
-                np: avx2::NP,
-                wide: None,
-                run: avx2::run_tile,
-            },
-            _ => Kernel {
-                mr: portable::MR,
-                np: portable::NP,
-                wide: None,
-                run: portable::run_tile,
-            },
-        }
-    }
-}
-
 /// The blocking loop shared by all paths (see the module doc).
 ///
 /// # Safety
-/// `args` passed `check(c_len)` for a `c` valid for `c_len` floats, the ranges are
-/// non-empty and in bounds, the kernel's ISA is supported, and nothing else accesses
-/// the block meanwhile.
-unsafe fn drive(
-    kernel: &Kernel,
+/// `args` passed `check(c_len)` for a `c` valid for `c_len` floats, `b` is `args.b`'s
+/// slice in the kernel's precision, the ranges are non-empty and in bounds, the
+/// kernel's ISA is supported, and nothing else accesses the block meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn drive<W>(
+    kernel: &Tiles<W>,
     args: &GemmArgs,
+    b: &[W],
     segments: Segments,
     c: *mut f32,
     c_len: usize,
@@ -351,7 +359,9 @@ unsafe fn drive(
         Some(wide) if rows.len() <= WIDE_MAX_ROWS && segments.len >= k => wide,
         _ => (kernel.mr, kernel.np),
     };
-    let chunk = (B_CHUNK_BYTES / (k * NR * 4).max(1)).max(np_max) / np_max * np_max;
+    let panel_len = (kernel.panel_len)(k);
+    let panel_bytes = panel_len * core::mem::size_of::<W>();
+    let chunk = (B_CHUNK_BYTES / panel_bytes.max(1)).max(np_max) / np_max * np_max;
     let tiles = rows.len().div_ceil(mr_max);
     let (base, extra) = (rows.len() / tiles, rows.len() % tiles);
     let mut p0 = panels.start;
@@ -371,7 +381,7 @@ unsafe fn drive(
             while p < p_end {
                 let np = np_max.min(p_end - p);
                 let cols = n.min((p + np) * NR) - p * NR;
-                debug_assert!((p + np) * k * NR <= args.b.len() && p * NR + cols <= n);
+                debug_assert!((p + np) * panel_len <= b.len() && p * NR + cols <= n);
                 debug_assert!((i + mr - 1) * ldc + p * NR + cols <= c_len);
                 debug_assert!(
                     k == 0
@@ -381,13 +391,13 @@ unsafe fn drive(
                         })
                 );
                 // SAFETY: p < panels(n) and `check` proved B holds panels(n) panels of
-                // k*NR floats and bias n floats; row i < m and column p*NR < n, so the
-                // C offset is inside `c_len` (>= (m-1)*ldc + n).
+                // `panel_len` values and bias n floats; row i < m and column p*NR < n,
+                // so the C offset is inside `c_len` (>= (m-1)*ldc + n).
                 let tile = unsafe {
                     Tile {
                         a,
-                        b: args.b.as_ptr().add(p * k * NR),
-                        panel_stride: k * NR,
+                        b: b.as_ptr().add(p * panel_len),
+                        panel_stride: panel_len,
                         k,
                         seg_len: segments.len,
                         seg_stride: segments.stride,
@@ -400,7 +410,8 @@ unsafe fn drive(
                 };
                 // SAFETY: the tile meets `Tile`'s contract (pointers above; cols in
                 // ((np-1)*NR, np*NR] since panel p+np-1 exists); mr and np are within
-                // the path's tall or wide limits; the ISA was checked by `Kernel::for_isa`.
+                // the path's tall or wide limits; the ISA was checked when the kernel was
+                // constructed.
                 unsafe { (kernel.run)(mr, np, &tile) };
                 p += np;
             }
@@ -427,9 +438,9 @@ impl Segments {
     }
 }
 
-/// The paths whose kernels read A rows in several runs ([`gemm_segmented`]).
+/// The paths whose kernels read A rows in several runs ([`gemm_segmented`], f32).
 pub fn segmented_supported(isa: Isa) -> bool {
-    cfg!(target_arch = "x86_64") && isa == Isa::Avx512 && isa.is_supported()
+    cfg!(target_arch = "x86_64") && isa.vector() == Isa::Avx512 && isa.is_supported()
 }
 
 /// [`gemm`] with each A row made of `k / segments.len` runs of `segments.len` floats,
@@ -454,18 +465,20 @@ pub fn gemm_segmented(isa: Isa, args: &GemmArgs, segments: Segments, c: &mut [f3
         segments.len
     );
     let span = (k / segments.len - 1) * segments.stride + segments.len;
+    let b = args.b.f32().expect("gemm_segmented: f32 weights only");
     if let Err(e) = check_b_and_c(m, k, n, args.b, args.bias, args.ldc, c.len())
         .and_then(|()| args.check_a_rows(span))
     {
         panic!("gemm_segmented called with inconsistent operands: {e}");
     }
-    let kernel = Kernel::for_isa(isa);
+    #[cfg(target_arch = "x86_64")]
     // SAFETY: the checks above cover B, bias, C and every run of every A row; `c` is
     // an exclusive borrow; the ISA was checked by `segmented_supported`.
     unsafe {
         drive(
-            &kernel,
+            &avx512::F32_TILES,
             args,
+            b,
             segments,
             c.as_mut_ptr(),
             c.len(),
@@ -490,7 +503,7 @@ pub struct TapsArgs<'a> {
     pub a: &'a [f32],
     /// Offset in `a` of row 0's value `k`.
     pub koff: &'a [u32],
-    /// Packed right operand, `[panels(n)][k][NR]`.
+    /// Packed right operand, f32 `[panels(n)][k][NR]`.
     pub b: &'a [f32],
     /// Bias, at least `n` long.
     pub bias: &'a [f32],
@@ -503,7 +516,7 @@ pub struct TapsArgs<'a> {
 impl TapsArgs<'_> {
     /// The paths with a tap-table kernel (others build im2col rows instead).
     pub fn supported(isa: Isa) -> bool {
-        cfg!(target_arch = "x86_64") && isa == Isa::Avx512 && isa.is_supported()
+        cfg!(target_arch = "x86_64") && isa.vector() == Isa::Avx512 && isa.is_supported()
     }
 
     /// Validates every index the kernel will touch for an output of `c_len` floats.
@@ -518,7 +531,7 @@ impl TapsArgs<'_> {
                 self.koff.len()
             ));
         }
-        check_b_and_c(m, k, n, self.b, self.bias, self.ldc, c_len)?;
+        check_b_and_c(m, k, n, PackedB::F32(self.b), self.bias, self.ldc, c_len)?;
         let last = self.koff[..k].iter().copied().max().unwrap_or(0) as usize + 2 * (m - 1);
         if k > 0 && last >= self.a.len() {
             return Err(format!("taps read a[{last}] of {} floats", self.a.len()));

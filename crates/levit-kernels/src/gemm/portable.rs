@@ -7,8 +7,14 @@
 
 use wide::f32x8;
 
-use super::{Epilogue, Tile};
+use super::{Epilogue, RowPtrs, Tile};
 use crate::vecmath::portable::activate;
+
+use std::ops::Range;
+
+use super::kernel::{GemmKernel, Split};
+use super::{drive, f32_panel_len, GemmArgs, Segments, Tiles};
+use crate::{Isa, Precision};
 
 /// Tallest row tile.
 pub(crate) const MR: usize = 4;
@@ -61,6 +67,17 @@ unsafe fn tile<const R: usize>(t: &Tile) {
             }
         }
     }
+    // SAFETY: forwarded from this function's contract.
+    unsafe { store(t, &acc) }
+}
+
+/// The epilogue of an `R x 1` tile: `C = act(acc + bias)` or `C += acc + bias` on the
+/// tile's `cols` columns (shared with the bf16 kernel, `super::bf16::portable`).
+///
+/// # Safety
+/// `t` must satisfy [`Tile`]'s contract with `mr == R`, `np == 1`.
+#[inline]
+pub(crate) unsafe fn store<const R: usize, W>(t: &Tile<RowPtrs, W>, acc: &[[f32x8; 2]; R]) {
     let cols = t.cols;
     let mut bias = [0.0f32; 16];
     // SAFETY: `t.bias` holds `cols` floats (Tile contract).
@@ -90,5 +107,53 @@ unsafe fn tile<const R: usize>(t: &Tile) {
                 }
             }
         }
+    }
+}
+
+/// The f32 kernel's tiles.
+pub(crate) const F32_TILES: Tiles<f32> = Tiles {
+    mr: MR,
+    np: NP,
+    wide: None,
+    panel_len: f32_panel_len,
+    run: run_tile,
+};
+
+/// The f32 kernel, where this CPU runs it.
+pub(crate) fn f32_kernel() -> Option<GemmKernel> {
+    Isa::Portable.is_supported().then_some(GemmKernel {
+        name: "portable_f32_4x16",
+        precision: Precision::F32,
+        isa: Isa::Portable,
+        split: Split {
+            rows: F32_TILES.mr,
+            panels: F32_TILES.np,
+        },
+        block: f32_block,
+    })
+}
+
+/// # Safety
+/// As [`super::kernel::BlockFn`].
+unsafe fn f32_block(
+    args: &GemmArgs,
+    c: *mut f32,
+    c_len: usize,
+    rows: Range<usize>,
+    panels: Range<usize>,
+) {
+    let b = args.b.f32().expect("f32 kernel given other weights");
+    // SAFETY: forwarded from `BlockFn`'s contract; `b` is `args.b`'s f32 slice.
+    unsafe {
+        drive(
+            &F32_TILES,
+            args,
+            b,
+            Segments::whole(args.k),
+            c,
+            c_len,
+            rows,
+            panels,
+        )
     }
 }

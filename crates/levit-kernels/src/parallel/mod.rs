@@ -14,7 +14,7 @@ pub use pool::SpinPool;
 
 use crate::attention::{self, AttentionArgs};
 use crate::conv::{self, ConvInput, ConvWeights};
-use crate::gemm::{self, GemmArgs};
+use crate::gemm::{GemmArgs, GemmKernel};
 use crate::{panels, Isa};
 
 /// Runs `tasks` independent closures `f(0) .. f(tasks-1)`, in any order, possibly
@@ -66,31 +66,38 @@ unsafe impl Sync for SharedOut {}
 // SAFETY: as above.
 unsafe impl Send for SharedOut {}
 
-/// [`gemm::gemm`] split over `exec`'s threads: by panels when there are enough of
-/// them, else by rows. Bit-identical to the single-threaded call.
-pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
+/// [`GemmKernel::run`] split over `exec`'s threads: by panels when there are enough
+/// of them, else by rows, in the kernel's own tile granularity. Bit-identical to the
+/// single-threaded call.
+pub fn gemm(kernel: &GemmKernel, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
     let threads = exec.width();
     let np = panels(args.n);
-    if threads <= 1 || args.m == 0 || np == 0 || (np < 2 && args.m < 24) {
-        return gemm::gemm(isa, args, c);
+    let tile = kernel.split();
+    if threads <= 1 || args.m == 0 || np == 0 || (np < 2 && args.m < 2 * tile.rows) {
+        return kernel.run(args, c);
     }
-    // Each task checks again inside `gemm_block_raw`; checking here first makes a
+    // Each task checks again inside `run_block_raw`; checking here first makes a
     // planner bug panic on the caller's thread with the real message, not in a worker.
-    if let Err(e) = args.check(c.len()) {
+    if let Err(e) = kernel.check(args, c.len()) {
         panic!("gemm called with inconsistent operands: {e}");
     }
-    // Panels when each thread gets at least two (the widest tile), else rows in
-    // multiples of the tallest row tile.
-    let by_panels = np >= 2 * threads || args.m < 12 * threads;
+    // Panels when each thread gets at least one widest tile, else rows in multiples
+    // of the tallest row tile.
+    let by_panels = np >= tile.panels * threads || args.m < tile.rows * threads;
     let tasks = if by_panels {
         threads.min(np)
     } else {
-        threads.min(args.m.div_ceil(12))
+        threads.min(args.m.div_ceil(tile.rows))
     };
-    // Balance first: equal panel counts (pairs when they divide evenly, so every task
-    // keeps the widest tile), and rows cut without alignment (the driver balances
-    // its row tiles inside any range). Cutting 6 panels into pairs would give 4+2.
-    let panel_align = if np.is_multiple_of(2 * tasks) { 2 } else { 1 };
+    // Balance first: equal panel counts (whole wide tiles when they divide evenly, so
+    // every task keeps the widest tile), and rows cut without alignment (the driver
+    // balances its row tiles inside any range). Cutting 6 panels into pairs would give
+    // 4+2.
+    let panel_align = if np.is_multiple_of(tile.panels * tasks) {
+        tile.panels
+    } else {
+        1
+    };
     let out = SharedOut(c.as_mut_ptr(), c.len());
     exec.run(tasks, &|i| {
         let (rows, cols) = if by_panels {
@@ -102,7 +109,7 @@ pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
         // SAFETY: `out` is the exclusive borrow `c` (valid for `c.len()` floats, which
         // `check` proved large enough). Tasks get disjoint row or panel ranges, so
         // no element is touched by two tasks, and `c` outlives `exec.run`.
-        unsafe { gemm::gemm_block_raw(isa, args, ptr, len, rows, cols) };
+        unsafe { kernel.run_block_raw(args, ptr, len, rows, cols) };
     });
 }
 
@@ -114,7 +121,7 @@ pub fn gemm(isa: Isa, args: &GemmArgs, c: &mut [f32], exec: &dyn Executor) {
 /// # Panics
 /// As [`conv::conv_3x3_s2_rows`].
 pub fn conv_3x3_s2_rows(
-    isa: Isa,
+    kernel: &GemmKernel,
     src: &ConvInput,
     w: &ConvWeights,
     oy_rows: Range<usize>,
@@ -125,13 +132,13 @@ pub fn conv_3x3_s2_rows(
     let g = src.geometry;
     let tasks = exec.width().min(oy_rows.len());
     if exec.width() <= 1 {
-        return conv::conv_3x3_s2_rows(isa, src, w, oy_rows, cols, out);
+        return conv::conv_3x3_s2_rows(kernel, src, w, oy_rows, cols, out);
     }
     if tasks <= 1 {
         // One image row for several threads: copy on this thread, split the GEMM.
         let m = oy_rows.len() * g.wout();
         conv::im2col_3x3_s2_rows(src.image, src.layout, g, oy_rows, cols);
-        return gemm(isa, &w.gemm_args(g, m, cols), out, exec);
+        return gemm(kernel, &w.gemm_args(g, m, cols), out, exec);
     }
     let (cols_row, out_row) = (g.wout() * g.k(), g.wout() * w.cout);
     assert!(
@@ -159,7 +166,7 @@ pub fn conv_3x3_s2_rows(
             )
         };
         let rows = oy_rows.start + part.start..oy_rows.start + part.end;
-        conv::conv_3x3_s2_rows(isa, src, w, rows, cols, out);
+        conv::conv_3x3_s2_rows(kernel, src, w, rows, cols, out);
     });
 }
 
@@ -216,7 +223,7 @@ mod tests {
         use crate::conv::{ConvGeometry, ImageLayout};
         use crate::{gemm::Epilogue, Activation};
         let pool = SpinPool::new(3).unwrap();
-        let isa = Isa::supported()[0];
+        let kernel = GemmKernel::select(crate::Precision::F32, Isa::supported()[0]).unwrap();
         for (layout, cin, hw, cout) in
             [(ImageLayout::Chw, 3, 23, 16), (ImageLayout::Hwc, 5, 14, 20)]
         {
@@ -234,7 +241,7 @@ mod tests {
             let weight = crate::gemm::pack_b(&b, g.k(), cout);
             let bias: Vec<f32> = (0..cout).map(|i| i as f32 * 0.01).collect();
             let w = ConvWeights {
-                weight: &weight,
+                weight: crate::gemm::PackedB::F32(&weight),
                 bias: &bias,
                 cout,
                 epilogue: Epilogue::BiasAct(Activation::HardSwish),
@@ -248,9 +255,9 @@ mod tests {
                 };
                 let mut want = vec![f32::NAN; n_out];
                 let mut cols = vec![f32::NAN; n_cols];
-                conv::conv_3x3_s2_rows(isa, &src, &w, rows.clone(), &mut cols, &mut want);
+                conv::conv_3x3_s2_rows(&kernel, &src, &w, rows.clone(), &mut cols, &mut want);
                 let mut got = vec![f32::NAN; n_out];
-                conv_3x3_s2_rows(isa, &src, &w, rows.clone(), &mut cols, &mut got, &pool);
+                conv_3x3_s2_rows(&kernel, &src, &w, rows.clone(), &mut cols, &mut got, &pool);
                 assert_eq!(
                     got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                     want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),

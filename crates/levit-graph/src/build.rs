@@ -1,0 +1,437 @@
+//! Building a [`Plan`] from a config: the stem convs, the stages (downsample attention
+//! and MLP, then blocks), the head; buffers are recorded with their lifetimes and
+//! packed into one arena at the end.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use levit_kernels::attention::{AttentionShape, HeadView};
+use levit_kernels::conv::{ConvGeometry, ImageLayout};
+use levit_kernels::gemm::Epilogue;
+use levit_kernels::{Activation, Precision};
+
+use crate::arena_layout::{ArenaPlanner, BufId, BufRange};
+use crate::plan::{bias_floats, check_plan_bytes, Plan, Tap};
+use crate::step::{AttentionStep, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, WeightId};
+use crate::tensors::tensor_specs;
+use crate::{attention_bias, AttnDims, Config, GraphError, TensorSpec};
+
+/// Target size of a conv block's column matrix, in floats (384 KiB: with the conv's
+/// weights it stays in a 1 MiB L2, and it keeps the arena small).
+const CONV_BLOCK_FLOATS: usize = 96 * 1024;
+
+struct Builder<'w> {
+    arena: ArenaPlanner,
+    steps: Vec<PendingStep>,
+    labels: Vec<String>,
+    weights: Vec<TensorSpec>,
+    weight_index: HashMap<String, usize>,
+    bias_tables: Vec<f32>,
+    row_tables: Vec<u32>,
+    taps: Vec<(String, BufId, usize, usize)>,
+    attention_scratch: usize,
+    lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
+    precision: Precision,
+}
+
+/// A step whose buffers are still ids (the arena is packed after the last step).
+type PendingStep = Step<BufId>;
+
+impl<'w> Builder<'w> {
+    fn step(&self) -> usize {
+        self.steps.len()
+    }
+
+    fn buf(&mut self, len: usize) -> BufId {
+        let s = self.step();
+        self.arena.alloc(len, s)
+    }
+
+    fn push(&mut self, label: String, step: PendingStep) {
+        self.labels.push(label);
+        let s = self.step();
+        let tap_buf = match step {
+            Step::Tap(i) => Some(self.taps[i].1),
+            _ => None,
+        };
+        for b in step.buffers().chain(tap_buf) {
+            self.arena.touch(b, s);
+        }
+        self.steps.push(step);
+    }
+
+    fn weight(&mut self, name: String) -> Result<WeightId, GraphError> {
+        self.weight_index
+            .get(&name)
+            .map(|&i| WeightId(i))
+            .ok_or(GraphError::MissingTensor(name))
+    }
+
+    /// `out = epilogue(x · W + b)` with `W`, `b` named `{prefix}.weight/.bias`.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &mut self,
+        prefix: &str,
+        x: BufId,
+        rows: Option<Range<usize>>,
+        m: usize,
+        k: usize,
+        n: usize,
+        epilogue: Epilogue,
+        out: BufId,
+    ) -> Result<(), GraphError> {
+        let weight = self.weight(format!("{prefix}.weight"))?;
+        let bias = self.weight(format!("{prefix}.bias"))?;
+        self.push(
+            prefix.to_string(),
+            Step::Gemm(GemmStep {
+                a: x,
+                lda: k,
+                a_rows: rows,
+                m,
+                k,
+                n,
+                weight,
+                precision: self.precision,
+                bias,
+                epilogue,
+                c: out,
+                ldc: n,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Gathers the bias table `{prefix}.attention_biases` for `a`.
+    fn bias_table(&mut self, prefix: &str, a: &AttnDims) -> Result<Range<usize>, GraphError> {
+        let name = format!("{prefix}.attention_biases");
+        let id = self.weight(name.clone())?;
+        let spec = &self.weights[id.0];
+        let row_stride = spec.shape[1];
+        let table = (self.lookup)(&name).ok_or(GraphError::MissingTensor(name))?;
+        let start = self.bias_tables.len();
+        self.bias_tables
+            .resize(start + a.heads * a.nq() * a.nk(), 0.0);
+        attention_bias::gather(a, table, row_stride, &mut self.bias_tables[start..]);
+        Ok(start..self.bias_tables.len())
+    }
+
+    fn attention(
+        &mut self,
+        prefix: &str,
+        a: &AttnDims,
+        x: BufId,
+        act: Activation,
+    ) -> Result<BufId, GraphError> {
+        let (nq, nk, h, d, dv) = (a.nq(), a.nk(), a.heads, a.key_dim, a.val_dim);
+        let bias_table = self.bias_table(prefix, a)?;
+        let shape = AttentionShape {
+            heads: h,
+            key_dim: d,
+            val_dim: dv,
+            nq,
+            nk,
+            scale: (d as f64).powf(-0.5) as f32,
+        };
+        let (q, q_view, kv, k_view, v_view);
+        if a.is_subsample() {
+            let kv_width = h * (d + dv);
+            kv = self.buf(nk * kv_width);
+            self.linear(
+                &format!("{prefix}.kv"),
+                x,
+                None,
+                nk,
+                a.dim_in,
+                kv_width,
+                Epilogue::BiasAct(Activation::None),
+                kv,
+            )?;
+            let rows = attention_bias::subsample_rows(a.r_in);
+            let start = self.row_tables.len();
+            self.row_tables.extend_from_slice(&rows);
+            q = self.buf(nq * h * d);
+            self.linear(
+                &format!("{prefix}.q"),
+                x,
+                Some(start..self.row_tables.len()),
+                nq,
+                a.dim_in,
+                h * d,
+                Epilogue::BiasAct(Activation::None),
+                q,
+            )?;
+            q_view = HeadView {
+                offset: 0,
+                row_stride: h * d,
+                head_stride: d,
+            };
+            k_view = HeadView {
+                offset: 0,
+                row_stride: kv_width,
+                head_stride: d + dv,
+            };
+            v_view = HeadView {
+                offset: d,
+                row_stride: kv_width,
+                head_stride: d + dv,
+            };
+        } else {
+            let width = h * (2 * d + dv);
+            kv = self.buf(nk * width);
+            self.linear(
+                &format!("{prefix}.qkv"),
+                x,
+                None,
+                nk,
+                a.dim_in,
+                width,
+                Epilogue::BiasAct(Activation::None),
+                kv,
+            )?;
+            q = kv;
+            q_view = HeadView {
+                offset: 0,
+                row_stride: width,
+                head_stride: 2 * d + dv,
+            };
+            k_view = HeadView {
+                offset: d,
+                row_stride: width,
+                head_stride: 2 * d + dv,
+            };
+            v_view = HeadView {
+                offset: 2 * d,
+                row_stride: width,
+                head_stride: 2 * d + dv,
+            };
+        }
+        let out = self.buf(shape.out_len());
+        self.attention_scratch = self.attention_scratch.max(shape.scratch_len());
+        self.push(
+            format!("{prefix}.core"),
+            Step::Attention(AttentionStep {
+                shape,
+                q,
+                q_view,
+                kv,
+                k_view,
+                v_view,
+                bias_table,
+                act,
+                out,
+            }),
+        );
+        Ok(out)
+    }
+
+    /// `x += fc2(act(fc1(x)))`.
+    fn mlp(
+        &mut self,
+        prefix: &str,
+        x: BufId,
+        rows: usize,
+        dim: usize,
+        hidden: usize,
+        act: Activation,
+    ) -> Result<(), GraphError> {
+        let h = self.buf(rows * hidden);
+        self.linear(
+            &format!("{prefix}.fc1"),
+            x,
+            None,
+            rows,
+            dim,
+            hidden,
+            Epilogue::BiasAct(act),
+            h,
+        )?;
+        self.linear(
+            &format!("{prefix}.fc2"),
+            h,
+            None,
+            rows,
+            hidden,
+            dim,
+            Epilogue::BiasResidual,
+            x,
+        )
+    }
+
+    fn tap(&mut self, name: String, buf: BufId, rows: usize, cols: usize) {
+        self.taps.push((name, buf, rows, cols));
+        let i = self.taps.len() - 1;
+        self.push(format!("tap.{}", self.taps[i].0), Step::Tap(i));
+    }
+}
+
+impl Plan {
+    /// Builds the plan for `config` with GEMM and conv weights in `precision`.
+    /// `lookup` returns an f32 tensor's stored data by name (used once, to gather the
+    /// attention-bias tables).
+    pub fn build<'w>(
+        config: &Config,
+        precision: Precision,
+        lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<Plan, GraphError> {
+        let dims = config.dims()?;
+        // Checked before anything is gathered or allocated.
+        let bias_len = bias_floats(&dims);
+        check_plan_bytes(bias_len)?;
+        let weights = tensor_specs(&dims, precision);
+        let weight_index = weights
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let act = config.activation();
+        let mut b = Builder {
+            arena: ArenaPlanner::default(),
+            steps: Vec::new(),
+            labels: Vec::new(),
+            weights,
+            weight_index,
+            bias_tables: Vec::new(),
+            row_tables: Vec::new(),
+            taps: Vec::new(),
+            attention_scratch: 0,
+            lookup,
+            precision,
+        };
+
+        // Stem: four 3x3 stride-2 convs as blocked im2col + GEMM; the last one's HWC
+        // output is the token matrix `[R0², E0]`.
+        let mut image: Option<BufId> = None;
+        for (i, &(cin, cout, side)) in dims.stem.iter().enumerate() {
+            let geometry = ConvGeometry {
+                cin,
+                hin: side,
+                win: side,
+            };
+            let row_floats = (geometry.wout() * geometry.k()).max(1);
+            let block_rows = (CONV_BLOCK_FLOATS / row_floats).clamp(1, geometry.hout().max(1));
+            let cols = b.buf(block_rows * row_floats);
+            let out = b.buf(geometry.hout() * geometry.wout() * cout);
+            let layout = if image.is_none() {
+                ImageLayout::Chw
+            } else {
+                ImageLayout::Hwc
+            };
+            let conv_act = if i < 3 { act } else { Activation::None };
+            let step = Step::Conv(ConvStep {
+                src: image.map_or(ImageSource::Input, ImageSource::Arena),
+                layout,
+                geometry,
+                block_rows,
+                cols,
+                weight: b.weight(format!("stem.{i}.weight"))?,
+                precision,
+                bias: b.weight(format!("stem.{i}.bias"))?,
+                epilogue: Epilogue::BiasAct(conv_act),
+                cout,
+                out,
+            });
+            b.push(format!("stem.{i}"), step);
+            image = Some(out);
+        }
+        let mut x = image.expect("four stem convs");
+        let r0 = dims.stages[0].resolution;
+        b.tap("stem".into(), x, r0 * r0, dims.stages[0].dim);
+
+        for (s, stage) in dims.stages.iter().enumerate() {
+            let n = stage.resolution * stage.resolution;
+            if let Some((a, hidden)) = &stage.downsample {
+                let p = format!("stages.{s}.downsample");
+                let o = b.attention(&format!("{p}.attn"), a, x, act)?;
+                let y = b.buf(n * stage.dim);
+                b.linear(
+                    &format!("{p}.attn.proj"),
+                    o,
+                    None,
+                    n,
+                    a.heads * a.val_dim,
+                    stage.dim,
+                    Epilogue::BiasAct(Activation::None),
+                    y,
+                )?;
+                x = y;
+                b.mlp(&format!("{p}.mlp"), x, n, stage.dim, *hidden, act)?;
+            }
+            let a = stage.attn;
+            for j in 0..stage.depth {
+                let p = format!("stages.{s}.blocks.{j}");
+                let o = b.attention(&format!("{p}.attn"), &a, x, act)?;
+                b.linear(
+                    &format!("{p}.attn.proj"),
+                    o,
+                    None,
+                    n,
+                    a.heads * a.val_dim,
+                    stage.dim,
+                    Epilogue::BiasResidual,
+                    x,
+                )?;
+                b.mlp(&format!("{p}.mlp"), x, n, stage.dim, stage.mlp_hidden, act)?;
+            }
+            b.tap(format!("stage{s}"), x, n, stage.dim);
+        }
+
+        let last = dims.stages.last().expect("at least one stage");
+        let rows = last.resolution * last.resolution;
+        let pooled = b.buf(last.dim);
+        b.push(
+            "head.pool".to_string(),
+            Step::MeanRows(MeanRowsStep {
+                x,
+                rows,
+                cols: last.dim,
+                out: pooled,
+            }),
+        );
+        let logits = b.buf(dims.num_classes);
+        b.linear(
+            "head",
+            pooled,
+            None,
+            1,
+            last.dim,
+            dims.num_classes,
+            Epilogue::BiasAct(Activation::None),
+            logits,
+        )?;
+
+        let (ranges, arena_len) = b.arena.pack();
+        check_plan_bytes(bias_len.saturating_add(arena_len as u64))?;
+        let r = |id: BufId| ranges[id.0];
+        let steps = b.steps.into_iter().map(|s| s.map_bufs(r)).collect();
+        let taps = b
+            .taps
+            .into_iter()
+            .map(|(name, id, rows, cols)| Tap {
+                name,
+                buf: r(id),
+                rows,
+                cols,
+            })
+            .collect();
+        let plan = Plan {
+            config: config.clone(),
+            precision,
+            input_len: config.in_chans * config.img_size * config.img_size,
+            output: BufRange {
+                offset: r(logits).offset,
+                len: dims.num_classes,
+            },
+            dims,
+            steps,
+            labels: b.labels,
+            weights: b.weights,
+            arena_len,
+            bias_tables: b.bias_tables,
+            row_tables: b.row_tables,
+            taps,
+            attention_scratch: b.attention_scratch,
+        };
+        Ok(plan)
+    }
+}

@@ -1,0 +1,53 @@
+//! The number format a model's weights (and the dot products that read them) use.
+//! The second axis of kernel choice, beside [`Isa`](crate::Isa): a GEMM kernel is
+//! chosen by (precision, ISA) once, when a model loads (see [`crate::gemm::GemmKernel`]).
+
+use std::fmt;
+
+/// Precision of packed weights and of the products that consume them. Activations,
+/// biases, accumulation and everything outside the GEMM dot products stay f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// IEEE single precision: bit-exact to the f32 reference path.
+    #[default]
+    F32,
+    /// bfloat16 weights (8-bit mantissa), f32 accumulation. Kernels with a bf16 dot
+    /// instruction (AMX, AVX512_BF16) also round the activations to bf16; the others
+    /// widen the weights to f32 and keep f32 activations.
+    Bf16,
+}
+
+impl Precision {
+    /// Every precision, in the order tests loop over them.
+    pub const ALL: [Precision; 2] = [Precision::F32, Precision::Bf16];
+
+    /// Lower-case name, as command-line flags spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Parses `f32` or `bf16` (case-insensitive).
+    pub fn parse(name: &str) -> Result<Precision, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            _ => Err(format!("unknown precision {name:?} (expected f32 or bf16)")),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Precision::parse(s)
+    }
+}
