@@ -1,11 +1,13 @@
 //! What every fuzz input must satisfy, shared by the fuzz targets (`fuzz_targets/`) and
 //! the regression test `crates/levit/tests/robustness_fuzz.rs`, which replays each file
-//! under `fuzz/regressions/` through these functions. Depends only on `levit` and
-//! `serde_json`, so both crates can compile it.
+//! under `fuzz/regressions/` through these functions. Depends only on `levit`,
+//! `levit-format` (a dependency of `levit`) and `serde_json`, so both crates can
+//! compile it.
 
 use std::sync::Arc;
 
 use levit::{Engine, Error, FormatError, Model, ModelOptions};
+use levit_format::{Dtype, WeightFile};
 use serde_json::Value;
 
 /// Largest model (multiply-accumulates per image) the harness runs an inference on, so
@@ -16,8 +18,11 @@ pub const MAX_INFER_MACS: u64 = 2_000_000;
 /// formats), never panic. A file that fails only its tensor checksums is loaded again
 /// without verification, so that arbitrary weight values reach the engine too. A model
 /// that loads runs one inference, which must succeed with `num_classes` logits.
+/// First the same bytes go through the format layer alone ([`check_weight_file`]), so
+/// that files the engine refuses (other dtypes, shapes) still exercise the loader.
 /// Returns whether a model loaded.
 pub fn load_and_run(bytes: &[u8]) -> bool {
+    check_weight_file(bytes);
     let mut options = ModelOptions {
         verify_checksums: true,
         ..ModelOptions::default()
@@ -39,6 +44,58 @@ pub fn load_and_run(bytes: &[u8]) -> bool {
             false
         }
     }
+}
+
+/// Loads `bytes` with `levit-format` alone (any format version and dtype, no model
+/// checks): `Ok` or a typed `Err`, never a panic. A file that fails only its checksums
+/// is loaded again without verification. Every tensor of a file that loads must keep
+/// the format's promises: 64-byte aligned data of exactly `product(shape)` elements of
+/// its dtype, only the accessor of its dtype returning data, a dtype its version allows.
+/// Returns whether the file loaded.
+pub fn check_weight_file(bytes: &[u8]) -> bool {
+    let file = match WeightFile::from_bytes(bytes, true) {
+        Err(FormatError::Checksum { .. }) => WeightFile::from_bytes(bytes, false),
+        other => other,
+    };
+    let file = match file {
+        Ok(file) => file,
+        Err(e) => {
+            drop(e.to_string());
+            return false;
+        }
+    };
+    let version = file.format_version();
+    let mut count = 0;
+    for (i, t) in file.tensors().enumerate() {
+        count += 1;
+        assert!(
+            t.dtype.allowed_in(version),
+            "{} in version {version}",
+            t.dtype
+        );
+        assert_eq!(t.bytes.as_ptr() as usize % 64, 0, "{} misaligned", t.name);
+        assert_eq!(t.bytes.len(), t.len() * t.dtype.size(), "{}", t.name);
+        assert_eq!(t.shape.iter().product::<usize>(), t.len(), "{}", t.name);
+        assert_eq!(t.bytes.len() % 64, 0, "{} unpadded", t.name);
+        let typed = [
+            t.f32().map(<[f32]>::len),
+            t.bf16().map(<[u16]>::len),
+            t.i8().map(<[i8]>::len),
+        ];
+        for (d, len) in Dtype::ALL.into_iter().zip(typed) {
+            assert_eq!(len, (d == t.dtype).then_some(t.len()), "{} as {d}", t.name);
+        }
+        assert_eq!(file.tensor_index(t.name), Some(i), "{}", t.name);
+        assert_eq!(
+            file.tensor(t.name).map(|v| v.bytes.as_ptr()),
+            Some(t.bytes.as_ptr())
+        );
+    }
+    assert_eq!(count, file.tensor_count());
+    let summary = file.precision_summary();
+    assert_eq!(summary.iter().map(|&(_, n)| n).sum::<usize>(), count);
+    drop(file.verify_checksums().map_err(|e| e.to_string()));
+    true
 }
 
 fn infer_once(model: Model) {

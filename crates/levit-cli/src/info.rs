@@ -26,6 +26,12 @@ pub struct Info {
     pub format_version: u32,
     /// Tensors in the file.
     pub tensors: usize,
+    /// How the GEMM weights are stored: `f32`, `bf16`, `int8`, or `mixed`.
+    pub precision: String,
+    /// Tensors per stored dtype (`F32`, `BF16`, `I8`), GEMM weights' dtype first.
+    pub dtype_counts: Vec<(&'static str, usize)>,
+    /// Every tensor: name, dtype, shape, in file order.
+    pub tensor_list: Vec<TensorInfo>,
     /// `Ok(())` if every tensor matched its CRC-32, else the first mismatch.
     pub checksums: Result<(), String>,
     /// The converter's `source` note.
@@ -34,6 +40,46 @@ pub struct Info {
     pub isa: Isa,
     /// Every path this CPU supports.
     pub supported: Vec<Isa>,
+}
+
+/// One tensor of the file, as `levit info --json` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// Tensor name.
+    pub name: String,
+    /// Stored dtype (`F32`, `BF16`, `I8`).
+    pub dtype: &'static str,
+    /// Stored shape.
+    pub shape: Vec<usize>,
+}
+
+/// The precision of a file from its tensors' names and dtypes: the dtype of the GEMM
+/// weights (`*.weight`) as `f32`, `bf16` or `int8` (`mixed` if they differ), and the
+/// number of tensors per dtype, the GEMM weights' dtype first.
+pub fn precision_of<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'static str)>,
+) -> (String, Vec<(&'static str, usize)>) {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    let mut weights: Vec<&'static str> = Vec::new();
+    for (name, dtype) in tensors {
+        match counts.iter_mut().find(|(d, _)| *d == dtype) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((dtype, 1)),
+        }
+        if name.ends_with(".weight") && !weights.contains(&dtype) {
+            weights.push(dtype);
+        }
+    }
+    let precision = match weights[..] {
+        [] | ["F32"] => "f32",
+        ["BF16"] => "bf16",
+        ["I8"] => "int8",
+        _ => "mixed",
+    };
+    if let [w] = weights[..] {
+        counts.sort_by_key(|&(d, _)| d != w);
+    }
+    (precision.to_string(), counts)
 }
 
 /// Loads `path` and gathers its [`Info`] (verifying every checksum).
@@ -45,6 +91,15 @@ pub fn gather(path: &Path, settings: &LoadSettings) -> Result<Info> {
     let model: Model = model::load(path, &settings)?;
     let file = model.file();
     let config = model.config().clone();
+    let (precision, dtype_counts) = precision_of(file.tensors().map(|t| (t.name, t.dtype.name())));
+    let tensor_list = file
+        .tensors()
+        .map(|t| TensorInfo {
+            name: t.name.to_string(),
+            dtype: t.dtype.name(),
+            shape: t.shape.to_vec(),
+        })
+        .collect();
     Ok(Info {
         parameters: folded_parameters(&config),
         stored_floats: model.stored_floats(),
@@ -52,6 +107,9 @@ pub fn gather(path: &Path, settings: &LoadSettings) -> Result<Info> {
         file_bytes: file.file_len(),
         format_version: file.format_version(),
         tensors: file.tensor_count(),
+        precision,
+        dtype_counts,
+        tensor_list,
         checksums: model.verify_checksums().map_err(|e| e.to_string()),
         source: file.source().map(str::to_string),
         isa: model.isa(),
@@ -121,6 +179,7 @@ impl Info {
                 "format        levit-rs weight file, version {}",
                 self.format_version
             ),
+            format!("precision     {}", self.precision_text()),
             format!(
                 "variant       {}",
                 if c.variant.is_empty() {
@@ -182,6 +241,23 @@ impl Info {
         lines.join("\n") + "\n"
     }
 
+    /// `bf16 (31 tensors BF16, 37 F32)`: the precision and the tensors per dtype.
+    pub fn precision_text(&self) -> String {
+        let counts: Vec<String> = self
+            .dtype_counts
+            .iter()
+            .enumerate()
+            .map(|(i, (d, n))| {
+                if i == 0 {
+                    format!("{n} tensors {d}")
+                } else {
+                    format!("{n} {d}")
+                }
+            })
+            .collect();
+        format!("{} ({})", self.precision, counts.join(", "))
+    }
+
     /// The report as JSON.
     pub fn to_json(&self, path: &Path) -> serde_json::Value {
         json!({
@@ -193,6 +269,17 @@ impl Info {
             "stored_floats": self.stored_floats,
             "macs": self.macs,
             "tensors": self.tensors,
+            "precision": self.precision,
+            "dtypes": self
+                .dtype_counts
+                .iter()
+                .map(|&(d, n)| (d.to_string(), json!(n)))
+                .collect::<serde_json::Map<_, _>>(),
+            "tensor_list": self
+                .tensor_list
+                .iter()
+                .map(|t| json!({"name": t.name, "dtype": t.dtype, "shape": t.shape}))
+                .collect::<Vec<_>>(),
             "checksums_ok": self.checksums.is_ok(),
             "checksum_error": self.checksums.as_ref().err(),
             "source": self.source,
@@ -213,5 +300,27 @@ mod tests {
         // linear weights, one bias per BatchNorm channel, the attention biases and one
         // head (weight + bias) in PyTorch gives 7,371,466.
         assert_eq!(folded_parameters(&c), 7_371_466);
+    }
+
+    #[test]
+    fn precision_from_dtypes() {
+        let f32 = [("a.weight", "F32"), ("a.bias", "F32"), ("b.weight", "F32")];
+        assert_eq!(precision_of(f32), ("f32".to_string(), vec![("F32", 3)]));
+        let bf16 = [
+            ("stem.0.weight", "BF16"),
+            ("stem.0.bias", "F32"),
+            ("x.attention_biases", "F32"),
+            ("head.weight", "BF16"),
+        ];
+        let (p, counts) = precision_of(bf16);
+        assert_eq!(
+            (p.as_str(), &counts[..]),
+            ("bf16", &[("BF16", 2), ("F32", 2)][..])
+        );
+        let i8 = [("a.bias", "F32"), ("a.weight", "I8"), ("a.scale", "F32")];
+        assert_eq!(precision_of(i8).0, "int8");
+        assert_eq!(precision_of(i8).1, [("I8", 1), ("F32", 2)]);
+        let mixed = [("a.weight", "BF16"), ("b.weight", "F32")];
+        assert_eq!(precision_of(mixed).0, "mixed");
     }
 }

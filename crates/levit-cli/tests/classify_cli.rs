@@ -228,6 +228,7 @@ fn info_describes_the_model() {
     for needle in [
         "variant       tiny_hswish",
         "format        levit-rs weight file, version 1",
+        "precision     f32 (68 tensors F32)",
         "classes       10",
         "embed_dim [32, 48, 64]",
         "MACs          ",
@@ -256,6 +257,12 @@ fn info_describes_the_model() {
         std::fs::metadata(golden_tiny()).unwrap().len()
     );
     assert_eq!(v["format_version"], 1);
+    assert_eq!(v["precision"], "f32");
+    assert_eq!(v["dtypes"], serde_json::json!({"F32": 68}));
+    let list = v["tensor_list"].as_array().unwrap();
+    assert_eq!(list.len(), 68);
+    assert_eq!(list[0]["dtype"], "F32");
+    assert!(list.iter().any(|t| t["name"] == "head.weight"));
     assert_eq!(v["checksums_ok"], true);
     assert_eq!(v["isa"], "portable");
     assert_eq!(v["config"]["num_classes"], 10);
