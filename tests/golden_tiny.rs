@@ -47,7 +47,8 @@ fn harness_catches_a_swapped_bias_table() {
         write_weight_file(file.config_json(), &views, "corrupted"),
     )
     .unwrap();
-    let report = levit_rs::check_model(model, &path, levit::Isa::best()).unwrap();
+    let report =
+        levit_rs::check_model(model, &path, levit::Precision::F32, levit::Isa::best()).unwrap();
     let _ = std::fs::remove_file(&path);
     assert!(
         report.failures.iter().any(|f| f.contains("stage stage1")),

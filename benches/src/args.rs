@@ -33,9 +33,13 @@ pub struct Args {
     /// Timed runs.
     #[arg(long, default_value_t = 200)]
     pub iters: usize,
-    /// Force a SIMD path (avx512, avx2, portable).
+    /// Force a SIMD path (amx, avx512bf16, avx512, avx2, portable).
     #[arg(long)]
     pub isa: Option<String>,
+    /// GEMM precision: f32 or bf16 (default: the file's own; a bf16 run of an f32 file
+    /// repacks the weights at load, and the load time includes that).
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -45,7 +49,7 @@ pub struct Args {
     /// Also print a per-layer time table (stem, each attention, each MLP, head).
     #[arg(long)]
     pub profile: bool,
-    /// Skip measuring the core's FMA peak (about 150 ms at startup).
+    /// Skip measuring the core's dot-product peak (about 150 ms at startup).
     #[arg(long)]
     pub no_peak: bool,
 }

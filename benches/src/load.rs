@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use levit::{synth, Isa, LoadMode, Model, ModelOptions};
+use levit::{synth, Isa, LoadMode, Model, ModelOptions, Precision};
 
 use crate::args::Args;
 
@@ -17,8 +17,15 @@ pub struct Loaded {
 
 pub fn load(args: &Args) -> Result<Loaded> {
     let isa = args.isa.as_deref().map(Isa::parse).transpose()?;
+    let precision = args
+        .precision
+        .as_deref()
+        .map(Precision::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let options = ModelOptions {
         isa,
+        precision,
         mode: if args.owned {
             LoadMode::Owned
         } else {

@@ -18,19 +18,20 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Parser;
 use levit::{Engine, EngineOptions};
-use levit_kernels::peak::fma_peak_gflops;
+use levit_kernels::peak::dot_peak_gmacs;
 
 use args::Args;
 use report::Report;
 
-/// Time spent measuring the FMA peak, in each of two windows (best of ~1 ms batches).
+/// Time spent measuring the peak, in each of two windows (best of ~1 ms batches).
 const PEAK_BUDGET: Duration = Duration::from_millis(75);
 
-/// One core's FMA peak on `isa` in GFLOP/s, the better of this window and `earlier`'s:
-/// measured once before and once after the timed runs, so that a burst of other load
-/// during one window does not make the peak look low.
-fn peak_window(isa: levit::Isa, earlier: Option<f64>) -> f64 {
-    let g = fma_peak_gflops(isa, PEAK_BUDGET);
+/// One core's peak of the dot instruction the model's GEMM kernels use, in GMAC/s,
+/// the better of this window and `earlier`'s: measured once before and once after the
+/// timed runs, so that a burst of other load during one window does not make the peak
+/// look low.
+fn peak_window(model: &levit::Model, earlier: Option<f64>) -> f64 {
+    let g = dot_peak_gmacs(model.precision(), model.isa(), PEAK_BUDGET);
     earlier.map_or(g, |e| e.max(g))
 }
 
@@ -49,7 +50,7 @@ fn main() -> Result<()> {
     let model = Arc::new(loaded.model);
     // First window before the engine exists, so that its worker threads cannot
     // disturb it.
-    let peak_gflops = (!args.no_peak).then(|| peak_window(model.isa(), None));
+    let peak_gmacs = (!args.no_peak).then(|| peak_window(&model, None));
     let mut engine = Engine::with_options(
         model.clone(),
         EngineOptions {
@@ -76,7 +77,7 @@ fn main() -> Result<()> {
         })?
     };
 
-    let peak_gflops = peak_gflops.map(|g| peak_window(model.isa(), Some(g)));
+    let peak_gmacs = peak_gmacs.map(|g| peak_window(&model, Some(g)));
     let report = Report {
         source: &loaded.source,
         model: &model,
@@ -85,7 +86,7 @@ fn main() -> Result<()> {
         latency,
         load_ms: loaded.load_ms,
         first_ms,
-        peak_gflops,
+        peak_gmacs,
         peak_rss: memory::peak_rss(),
     };
     if args.json {

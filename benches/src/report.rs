@@ -16,8 +16,9 @@ pub struct Report<'a> {
     pub load_ms: f64,
     /// The very first single-image inference (cold caches, first touch of the arena).
     pub first_ms: f64,
-    /// Measured FMA peak of one core on the model's path, GFLOP/s; `None` if skipped.
-    pub peak_gflops: Option<f64>,
+    /// Measured peak of one core's dot instruction for the model's precision and path
+    /// (f32 FMA, `vdpbf16ps` or AMX `tdpbf16ps`), GMAC/s; `None` if skipped.
+    pub peak_gmacs: Option<f64>,
     pub peak_rss: Option<u64>,
 }
 
@@ -34,10 +35,10 @@ impl Report<'_> {
         self.gmac_per_image() * self.images_per_s()
     }
 
-    /// The peak the run is compared with, GMAC/s: one core's measured FMA peak (two
-    /// flops per MAC) times the threads.
+    /// The peak the run is compared with, GMAC/s: one core's measured dot peak times
+    /// the threads.
     fn peak_gmac_per_s(&self) -> Option<f64> {
-        self.peak_gflops.map(|g| g / 2.0 * self.threads as f64)
+        self.peak_gmacs.map(|g| g * self.threads as f64)
     }
 
     fn peak_pct(&self) -> Option<f64> {
@@ -49,11 +50,14 @@ impl Report<'_> {
         let (m, l) = (self.model, &self.latency);
         serde_json::json!({
             "model": self.source, "variant": m.config().variant, "isa": m.isa().name(),
+            "precision": m.precision().name(),
+            "gemm_kernel": m.gemm_kernel(m.precision()).map(|k| k.name()),
+            "repacked_bytes": m.repacked_bytes(),
             "threads": self.threads, "batch": self.batch, "iters": l.runs,
             "median_ms": l.median, "p90_ms": l.p90, "p99_ms": l.p99, "min_ms": l.min,
             "first_ms": self.first_ms, "images_per_s": self.images_per_s(),
             "gmac": self.gmac_per_image(), "gmac_per_s": self.gmac_per_s(),
-            "peak_gflops": self.peak_gflops, "peak_pct": self.peak_pct(),
+            "peak_gmacs": self.peak_gmacs, "peak_pct": self.peak_pct(),
             "load_ms": self.load_ms, "peak_rss_bytes": self.peak_rss,
             "arena_bytes": m.plan().arena_len * 4, "file_bytes": m.file().file_len(),
         })
@@ -63,8 +67,10 @@ impl Report<'_> {
         let (m, l) = (self.model, &self.latency);
         println!("model      {}", self.source);
         println!(
-            "isa        {}   threads {}   batch {}",
+            "isa        {}   precision {} (GEMM kernel {})   threads {}   batch {}",
             m.isa(),
+            m.precision(),
+            m.gemm_kernel(m.precision()).map_or("none", |k| k.name()),
             self.threads,
             self.batch
         );
@@ -88,17 +94,21 @@ impl Report<'_> {
             self.gmac_per_s()
         );
         if let (Some(g), Some(p), Some(pct)) =
-            (self.peak_gflops, self.peak_gmac_per_s(), self.peak_pct())
+            (self.peak_gmacs, self.peak_gmac_per_s(), self.peak_pct())
         {
             let cores = if self.threads > 1 {
                 format!(" x {} threads = {p:.1} GMAC/s", self.threads)
             } else {
                 String::new()
             };
+            let instruction = match (m.precision(), m.isa()) {
+                (levit::Precision::Bf16, levit::Isa::Amx) => "AMX tdpbf16ps",
+                (levit::Precision::Bf16, levit::Isa::Avx512Bf16) => "vdpbf16ps",
+                _ => "f32 FMA",
+            };
             println!(
-                "peak       {pct:.1} % of the measured FMA peak ({} loop: {g:.1} GFLOP/s = {:.1} GMAC/s per core{cores})",
+                "peak       {pct:.1} % of the measured {instruction} peak ({} loop: {g:.1} GMAC/s per core{cores})",
                 m.isa(),
-                g / 2.0
             );
             if pct > 100.0 {
                 println!("           (over 100 %: other load disturbed the peak measurement; rerun on a quiet machine)");

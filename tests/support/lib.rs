@@ -6,12 +6,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use levit::{Engine, Isa, Model, ModelOptions};
+use levit::kernels::GemmKernel;
+use levit::{Engine, Isa, Model, ModelOptions, Precision};
 use levit_cli::npy;
 use serde_json::Value;
 
 /// The relative tolerance of the issue: `max|engine - torch| <= REL * max(1, max|torch|)`.
 pub const REL_TOLERANCE: f32 = 1e-4;
+
+/// The relative tolerance of bf16 logits and stages (`docs/precision.md`): bf16 keeps 8
+/// mantissa bits (relative rounding 2^-9 = 2.0e-3 per weight and, on the AMX and
+/// `vdpbf16ps` paths, per activation), and the errors of ~30 layers compound. The
+/// worst logits error measured over the five paper variants, all inputs and every bf16
+/// path was 2.2e-2 (OpenVINO bf16 on the same inputs: 1.5e-2 to 4.2e-2); the
+/// tolerance is that with a 2x margin, rounded up.
+pub const BF16_REL_TOLERANCE: f32 = 5e-2;
+
+/// The tolerance of a precision.
+pub fn rel_tolerance(precision: Precision) -> f32 {
+    match precision {
+        Precision::F32 => REL_TOLERANCE,
+        Precision::Bf16 => BF16_REL_TOLERANCE,
+    }
+}
 
 /// One model of a dump.
 #[derive(Clone, Debug)]
@@ -41,14 +58,15 @@ pub struct DumpCase {
 }
 
 impl DumpCase {
-    /// Relative tolerance for tensor `name`: [`REL_TOLERANCE`] where PyTorch's own f32
-    /// result is accurate, `None` where the dump marks it ill-conditioned (PyTorch f32
-    /// vs f64 already differ by more than 1e-5; BN folding alone moves such outputs by
-    /// far more than the tolerance). Those must only be finite wherever PyTorch's are.
-    pub fn tolerance(&self, name: &str) -> Option<f32> {
+    /// Relative tolerance for tensor `name` in `precision`: [`rel_tolerance`] where
+    /// PyTorch's own f32 result is accurate, `None` where the dump marks it
+    /// ill-conditioned (PyTorch f32 vs f64 already differ by more than 1e-5; BN folding
+    /// alone moves such outputs by far more than the tolerance). Those must only be
+    /// finite wherever PyTorch's are.
+    pub fn tolerance(&self, name: &str, precision: Precision) -> Option<f32> {
         match &self.compare {
             Some(set) if !set.contains(name) => None,
-            _ => Some(REL_TOLERANCE),
+            _ => Some(rel_tolerance(precision)),
         }
     }
 }
@@ -163,6 +181,17 @@ pub fn gap_with(engine: &[f32], torch: &[f32], rel: f32) -> Gap {
     }
 }
 
+/// `||engine - torch|| / max(||torch||, tiny)` over the whole tensor (2-norms in f64).
+pub fn rel_rms(engine: &[f32], torch: &[f32]) -> f32 {
+    assert_eq!(engine.len(), torch.len(), "length mismatch");
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (&a, &b) in engine.iter().zip(torch) {
+        diff += (f64::from(a) - f64::from(b)).powi(2);
+        norm += f64::from(b).powi(2);
+    }
+    (diff.sqrt() / norm.sqrt().max(1e-30)) as f32
+}
+
 /// Indices of the `k` largest values, largest first.
 pub fn top_k(logits: &[f32], k: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..logits.len()).collect();
@@ -176,15 +205,38 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<usize> {
 pub struct Report {
     /// Worst logits gap over the cases held to the strict tolerance.
     pub logits: Gap,
+    /// Relative logits gap of every image compared.
+    pub image_rel: Vec<f32>,
+    /// Images whose top-1 class equals PyTorch's.
+    pub top1_agree: usize,
+    /// Images whose top-5 classes (in order) equal PyTorch's.
+    pub top5_agree: usize,
     /// Human-readable failures (empty when everything held).
     pub failures: Vec<String>,
 }
 
-/// Runs every case of `model` through the engine built from `file` on `isa` and
-/// compares every stage and the logits.
-pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
+impl Report {
+    /// Median of [`Report::image_rel`].
+    pub fn median_rel(&self) -> f32 {
+        let mut v = self.image_rel.clone();
+        v.sort_by(f32::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    }
+}
+
+/// Runs every case of `model` through the engine built from `file` on `isa` in
+/// `precision` and compares every stage and the logits. f32 must also agree on the
+/// top-5 classes; bf16 only within its tolerance (its rounding may reorder classes
+/// whose logits are closer than the error, which [`Report`] counts).
+pub fn check_model(
+    model: &DumpModel,
+    file: &Path,
+    precision: Precision,
+    isa: Isa,
+) -> Result<Report> {
     let options = ModelOptions {
         isa: Some(isa),
+        precision: Some(precision),
         verify_checksums: true,
         ..ModelOptions::default()
     };
@@ -197,9 +249,10 @@ pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
     let mut failures = Vec::new();
     let mut worst = Gap {
         max_abs: 0.0,
-        bound: REL_TOLERANCE,
+        bound: rel_tolerance(precision),
         scale: 1.0,
     };
+    let (mut image_rel, mut top1_agree, mut top5_agree) = (Vec::new(), 0, 0);
     for case in &model.cases {
         let x = npy::read_f32(&case.input_path)?;
         let logits = npy::read_f32(&case.logits)?;
@@ -219,7 +272,7 @@ pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
                 };
                 let per = tap.rows * tap.cols;
                 let want = &want.data[n * per..][..per];
-                let Some(rel) = case.tolerance(&tap.name) else {
+                let Some(rel) = case.tolerance(&tap.name, precision) else {
                     if !finite_where_torch_is(data, want) {
                         stage_failures.push(format!(
                             "{} image {n}: stage {} is not finite where torch's is",
@@ -228,6 +281,32 @@ pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
                     }
                     return;
                 };
+                if precision != Precision::F32 {
+                    // Reduced precision: one element of a large residual stream can move
+                    // far more than the stage as a whole (the logits, which average the
+                    // stream, keep the max-based bound); stages are held to the
+                    // relative root-mean-square error. The `large` input drives the
+                    // softmaxes to near one-hot, where a rounding flips which key wins
+                    // (tiny_silu's stage1 moves 21% RMS with only the weights rounded):
+                    // there only finiteness is checked, and the logits' bound.
+                    if case.input == "large" {
+                        if !finite_where_torch_is(data, want) {
+                            stage_failures.push(format!(
+                                "{} image {n}: stage {} is not finite where torch's is",
+                                case.input, tap.name
+                            ));
+                        }
+                        return;
+                    }
+                    let r = rel_rms(data, want);
+                    if r.is_nan() || r > rel {
+                        stage_failures.push(format!(
+                            "{} image {n}: stage {} relative RMS error {r:.3e} > {rel:.3e}",
+                            case.input, tap.name
+                        ));
+                    }
+                    return;
+                }
                 let g = gap_with(data, want, rel);
                 if !g.ok() {
                     stage_failures.push(format!(
@@ -238,7 +317,7 @@ pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
             };
             let out = engine.infer_traced(image, Some(&mut tracer))?;
             let want = &logits.data[n * classes..][..classes];
-            let Some(rel) = case.tolerance("logits") else {
+            let Some(rel) = case.tolerance("logits", precision) else {
                 if !finite_where_torch_is(out, want) {
                     failures.push(format!(
                         "{} image {n}: logits not finite where torch's are",
@@ -250,6 +329,7 @@ pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
             };
             let g = gap_with(out, want, rel);
             worst = worst.worst(g);
+            image_rel.push(g.rel());
             if !g.ok() {
                 failures.push(format!(
                     "{} image {n}: logits max|diff| {:.3e} > {:.3e}",
@@ -257,7 +337,9 @@ pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
                 ));
             }
             let (top_e, top_t) = (top_k(out, 5), top_k(want, 5));
-            if top_e != top_t {
+            top1_agree += usize::from(top_e[0] == top_t[0]);
+            top5_agree += usize::from(top_e == top_t);
+            if top_e != top_t && precision == Precision::F32 {
                 failures.push(format!(
                     "{} image {n}: top-5 {top_e:?} != torch {top_t:?}",
                     case.input
@@ -268,8 +350,26 @@ pub fn check_model(model: &DumpModel, file: &Path, isa: Isa) -> Result<Report> {
     }
     Ok(Report {
         logits: worst,
+        image_rel,
+        top1_agree,
+        top5_agree,
         failures,
     })
+}
+
+/// The paths whose kernels differ for `precision`: one ISA level per distinct GEMM
+/// kernel among the supported levels (the levels above `Avx512` change only the bf16
+/// kernels, so f32 runs them once).
+pub fn distinct_paths(precision: Precision) -> Vec<(Isa, GemmKernel)> {
+    let mut seen: Vec<(Isa, GemmKernel)> = Vec::new();
+    for isa in Isa::supported() {
+        if let Some(kernel) = GemmKernel::select(precision, isa) {
+            if !seen.iter().any(|(_, k)| *k == kernel) {
+                seen.push((isa, kernel));
+            }
+        }
+    }
+    seen
 }
 
 /// Checks every model, layout and supported SIMD path of a dump; panics with all
@@ -292,24 +392,35 @@ pub fn check_dump(dir: &Path, expect_models: &[&str]) -> Vec<String> {
             model.name
         );
         for (layout, file) in &model.files {
-            for isa in Isa::supported() {
-                match check_model(model, file, isa) {
-                    Ok(r) => {
-                        lines.push(format!(
-                            "{:<12} {:<5} {:<9} logits max|diff| {:.2e}, relative {:.2e} (tolerance {REL_TOLERANCE:.0e})",
-                            model.name,
-                            layout,
-                            isa.name(),
-                            r.logits.max_abs,
-                            r.logits.rel()
-                        ));
-                        failures.extend(
-                            r.failures
-                                .into_iter()
-                                .map(|f| format!("{} {layout} {isa}: {f}", model.name)),
-                        );
+            for precision in Precision::ALL {
+                // Both layouts convert to the same f32 file (tested bitwise above it
+                // in weights-tool), so bf16 checks the timm one only.
+                if precision != Precision::F32 && layout != "timm" {
+                    continue;
+                }
+                for (isa, kernel) in distinct_paths(precision) {
+                    let at = format!("{} {layout} {precision} {isa}", model.name);
+                    match check_model(model, file, precision, isa) {
+                        Ok(r) => {
+                            lines.push(format!(
+                                "{:<12} {:<5} {:<4} {:<10} {:<24} logits max|diff| {:.2e}, relative max {:.2e} median {:.2e} (tolerance {:.0e}), top-1 {}/{n}, top-5 {}/{n}",
+                                model.name,
+                                layout,
+                                precision.name(),
+                                isa.name(),
+                                kernel.name(),
+                                r.logits.max_abs,
+                                r.logits.rel(),
+                                r.median_rel(),
+                                rel_tolerance(precision),
+                                r.top1_agree,
+                                r.top5_agree,
+                                n = r.image_rel.len(),
+                            ));
+                            failures.extend(r.failures.into_iter().map(|f| format!("{at}: {f}")));
+                        }
+                        Err(e) => failures.push(format!("{at}: {e:#}")),
                     }
-                    Err(e) => failures.push(format!("{} {layout} {isa}: {e:#}", model.name)),
                 }
             }
         }

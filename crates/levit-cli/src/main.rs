@@ -23,10 +23,15 @@ struct Cli {
 
 #[derive(Args)]
 struct ModelFlags {
-    /// Force a SIMD path: avx512, avx2 or portable (default: the best this CPU has,
-    /// or LEVIT_ISA).
+    /// Force a SIMD path: amx, avx512bf16, avx512, avx2 or portable (default: the
+    /// best this CPU has, or LEVIT_ISA).
     #[arg(long, value_name = "PATH")]
     isa: Option<String>,
+    /// Precision of the matrix products: f32 (exact) or bf16 (faster where the CPU has
+    /// AMX or AVX512_BF16; logits within about 1e-2 relative). Default: the precision
+    /// the file stores; bf16 from an f32 file repacks the weights at load.
+    #[arg(long, value_name = "P")]
+    precision: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -159,12 +164,14 @@ fn main() -> ExitCode {
             progress: !no_progress,
             load: LoadSettings {
                 isa: flags.isa,
+                precision: flags.precision,
                 verify_checksums: verify,
             },
         }),
         Command::Info { model, json, flags } => (|| {
             let settings = LoadSettings {
                 isa: flags.isa,
+                precision: flags.precision,
                 verify_checksums: false,
             };
             let info = levit_cli::info::gather(&model, &settings)?;
@@ -189,6 +196,7 @@ fn main() -> ExitCode {
             &output,
             &LoadSettings {
                 isa: flags.isa,
+                precision: flags.precision,
                 verify_checksums: false,
             },
         )

@@ -3,13 +3,15 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use levit::{FormatError, Isa, Model, ModelOptions};
+use levit::{FormatError, Isa, Model, ModelOptions, Precision};
 
 /// Model loading settings shared by the commands.
 #[derive(Clone, Debug, Default)]
 pub struct LoadSettings {
-    /// Force a SIMD path by name (`avx512`, `avx2`, `portable`).
+    /// Force a SIMD path by name (`amx`, `avx512bf16`, `avx512`, `avx2`, `portable`).
     pub isa: Option<String>,
+    /// Run the GEMMs in this precision (`f32`, `bf16`); default: the file's own.
+    pub precision: Option<String>,
     /// Verify every tensor's CRC-32 at load.
     pub verify_checksums: bool,
 }
@@ -25,8 +27,15 @@ impl LoadSettings {
             ),
             None => None,
         };
+        let precision = match &self.precision {
+            Some(name) => {
+                Some(Precision::parse(name).map_err(|e| anyhow!("--precision {name}: {e}"))?)
+            }
+            None => None,
+        };
         Ok(ModelOptions {
             isa,
+            precision,
             verify_checksums: self.verify_checksums,
             ..ModelOptions::default()
         })

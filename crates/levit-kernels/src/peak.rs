@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crate::Isa;
+use crate::{Isa, Precision};
 
 /// Steps of every chain per call of a peak loop: about 1 ms on a current core, short
 /// enough for a best-of over a small budget, long enough to hide the call.
@@ -75,6 +75,44 @@ pub fn fma_peak_gflops(isa: Isa, budget: Duration) -> f64 {
         other => unreachable!("{other} is not a vector family"),
     }
 }
+
+/// The measured single-core peak of the dot-product instruction that the GEMM
+/// kernels of `precision` run on level `isa`, in G multiply-adds/s: f32 FMAs for f32
+/// (and for bf16 below `Avx512Bf16`, where the kernels widen the weights to f32),
+/// `vdpbf16ps` for bf16 on `Avx512Bf16`, AMX `tdpbf16ps` on `Amx`. Benchmarks quote
+/// model throughput as a share of this.
+///
+/// # Panics
+/// If this CPU does not support `isa`.
+pub fn dot_peak_gmacs(precision: Precision, isa: Isa, budget: Duration) -> f64 {
+    assert!(
+        isa.is_supported(),
+        "dot_peak_gmacs: {isa} is not supported here"
+    );
+    match (precision, isa) {
+        #[cfg(target_arch = "x86_64")]
+        (Precision::Bf16, Isa::Avx512Bf16) => {
+            // 24 chains x 16 lanes x 2 products per vdpbf16ps.
+            best_rate((x86::AVX512_CHAINS * 32 * STEPS) as f64, budget, || {
+                // SAFETY: AVX512_BF16 is supported (asserted above: the level has it).
+                black_box(unsafe { x86::avx512bf16(black_box(STEPS)) });
+            })
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Precision::Bf16, Isa::Amx) => {
+            // 4 tiles x 16x16 outputs x 32 products per tdpbf16ps.
+            best_rate((4 * 16 * 16 * 32 * AMX_STEPS) as f64, budget, || {
+                // SAFETY: AMX-BF16 is usable in this process (asserted above).
+                unsafe { x86::amx_bf16(black_box(AMX_STEPS)) };
+            })
+        }
+        _ => fma_peak_gflops(isa, budget) / 2.0,
+    }
+}
+
+/// Steps of the AMX peak loop (four `tdpbf16ps` each): ~1 ms.
+#[cfg(target_arch = "x86_64")]
+const AMX_STEPS: usize = 20_000;
 
 /// Flops of one call of a peak loop: `STEPS` FMAs of `lanes` lanes in each chain.
 fn flops(chains: usize, lanes: usize) -> f64 {
@@ -138,6 +176,58 @@ mod x86 {
         _mm512_reduce_add_ps(sum)
     }
 
+    /// [`AVX512_CHAINS`] independent `vdpbf16ps` chains of `steps` steps.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) fn avx512bf16(steps: usize) -> f32 {
+        let ones = _mm512_set1_ps(1.0);
+        let (a, b) = (
+            _mm512_cvtne2ps_pbh(ones, ones),
+            _mm512_cvtne2ps_pbh(ones, ones),
+        );
+        let dot = |x, a, b| _mm512_dpbf16_ps(x, a, b);
+        let sum = chains!(AVX512_CHAINS, steps, _mm512_setzero_ps(), (a, b), dot, _mm512_add_ps;
+            c0 c1 c2 c3 c4 c5 c6 c7 c8 c9 c10 c11 c12 c13 c14 c15 c16 c17 c18 c19 c20 c21 c22 c23);
+        _mm512_reduce_add_ps(sum)
+    }
+
+    /// `steps` rounds of four independent AMX `tdpbf16ps` (tiles 0-3 accumulate tile 4
+    /// times tile 5, all 16 rows x 64 bytes).
+    ///
+    /// # Safety
+    /// AMX-BF16 must be usable by this process (`Isa::Amx.is_supported()`).
+    pub(super) unsafe fn amx_bf16(steps: usize) {
+        #[repr(C, align(64))]
+        struct Config([u8; 64]);
+        let mut config = Config([0; 64]);
+        config.0[0] = 1; // palette 1
+        for t in 0..6 {
+            config.0[16 + 2 * t] = 64; // bytes per row
+            config.0[48 + t] = 16; // rows
+        }
+        let ones = [0x3F80u16; 16 * 32];
+        // SAFETY: AMX is usable (caller); the config is a valid palette-1 layout for
+        // tiles 0-5; the loads read 16 rows of 64 bytes inside `ones`; the tiles are
+        // released before returning, and no memory is written.
+        unsafe {
+            core::arch::asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack));
+            core::arch::asm!(
+                "tileloadd tmm4, [{p} + {s} * 1]",
+                "tileloadd tmm5, [{p} + {s} * 1]",
+                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                p = in(reg) ones.as_ptr(), s = in(reg) 64usize, options(nostack));
+            for _ in 0..steps {
+                core::arch::asm!(
+                    "tdpbf16ps tmm0, tmm4, tmm5",
+                    "tdpbf16ps tmm1, tmm4, tmm5",
+                    "tdpbf16ps tmm2, tmm4, tmm5",
+                    "tdpbf16ps tmm3, tmm4, tmm5",
+                    options(nostack, nomem)
+                );
+            }
+            core::arch::asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+
     /// [`AVX2_CHAINS`] independent FMA chains of `steps` steps.
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn avx2(steps: usize) -> f32 {
@@ -159,6 +249,16 @@ mod tests {
         for isa in Isa::supported() {
             let g = fma_peak_gflops(isa, Duration::from_millis(5));
             assert!(g.is_finite() && g > 0.0, "{isa}: {g} GFLOP/s");
+        }
+    }
+
+    #[test]
+    fn dot_peaks_are_finite_and_positive_for_every_precision_and_path() {
+        for isa in Isa::supported() {
+            for precision in Precision::ALL {
+                let g = dot_peak_gmacs(precision, isa, Duration::from_millis(5));
+                assert!(g.is_finite() && g > 0.0, "{precision} {isa}: {g} GMAC/s");
+            }
         }
     }
 
