@@ -4,7 +4,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use levit::{synth, Engine, EngineOptions, Model, ModelOptions};
+use levit::{synth, Engine, EngineOptions, Model, ModelOptions, Precision};
 
 struct Counting;
 
@@ -35,9 +35,18 @@ static GLOBAL: Counting = Counting;
 fn infer_allocates_nothing_on_any_path() {
     let config = synth::variant_config("128s").unwrap();
     let bytes = synth::random_weight_file(&config, 7).unwrap();
-    for isa in levit::Isa::supported() {
+    // Every precision on every level whose kernel differs (the levels above avx512
+    // change only the bf16 kernels).
+    let paths = Precision::ALL.into_iter().flat_map(|p| {
+        levit::Isa::supported()
+            .into_iter()
+            .filter(move |&isa| p != Precision::F32 || isa == isa.vector())
+            .map(move |isa| (p, isa))
+    });
+    for (precision, isa) in paths {
         let options = ModelOptions {
             isa: Some(isa),
+            precision: Some(precision),
             ..ModelOptions::default()
         };
         let model = Arc::new(Model::from_bytes(&bytes, options).unwrap());
@@ -64,7 +73,7 @@ fn infer_allocates_nothing_on_any_path() {
         assert_eq!(
             after - before,
             0,
-            "{isa}, {threads} thread(s): infer allocated {} times",
+            "{precision} {isa}, {threads} thread(s): infer allocated {} times",
             after - before
         );
     }
