@@ -81,11 +81,25 @@ pub fn repack_f32_panels(f32_panels: &[f32], k: usize, n: usize, out: &mut [u16]
     for p in 0..np {
         let src = &f32_panels[p * k * NR..][..k * NR];
         let dst = &mut out[p * pl..][..pl];
-        dst.fill(0);
-        for (kk, row) in src.chunks_exact(NR).enumerate() {
-            let base = (kk / 2) * 2 * NR + kk % 2;
-            for (j, &x) in row.iter().enumerate() {
-                dst[base + 2 * j] = to_bf16(x);
+        // Two f32 rows (k = 2kp, 2kp+1) become one row of 16 interleaved pairs.
+        let (pairs, odd) = src.as_chunks::<{ 2 * NR }>();
+        let (dst_pairs, dst_rest) = dst.as_chunks_mut::<{ 2 * NR }>();
+        for (rows, out) in pairs.iter().zip(dst_pairs.iter_mut()) {
+            let (even, odd) = rows.split_at(NR);
+            for j in 0..NR {
+                out[2 * j] = to_bf16(even[j]);
+                out[2 * j + 1] = to_bf16(odd[j]);
+            }
+        }
+        debug_assert!(dst_rest.is_empty());
+        // An odd K's last row pairs with zero; then the padding rows up to KP.
+        let tail = &mut dst_pairs[pairs.len()..];
+        for out in tail.iter_mut() {
+            out.fill(0);
+        }
+        if let Some(out) = tail.first_mut() {
+            for (j, &x) in odd.iter().enumerate() {
+                out[2 * j] = to_bf16(x);
             }
         }
     }
