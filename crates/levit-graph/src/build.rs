@@ -13,12 +13,29 @@ use levit_kernels::{Activation, Precision};
 use crate::arena_layout::{ArenaPlanner, BufId, BufRange};
 use crate::plan::{bias_floats, check_plan_bytes, Plan, Tap};
 use crate::step::{AttentionStep, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, WeightId};
-use crate::tensors::tensor_specs;
+use crate::tensors::{packed_weight_shape, tensor_specs};
 use crate::{attention_bias, AttnDims, Config, GraphError, TensorSpec};
 
 /// Target size of a conv block's column matrix, in floats (384 KiB: with the conv's
 /// weights it stays in a 1 MiB L2, and it keeps the arena small).
 const CONV_BLOCK_FLOATS: usize = 96 * 1024;
+
+/// Convolutions over at most this many input channels run in f32 in every precision.
+/// Their weights are tiny (27x16 and 144x32 in LeViT-128S) and their time goes into
+/// reading pixels: the f32 AVX-512 kernels read the taps in place, where a reduced
+/// precision GEMM needs an im2col copy first (measured, LeViT-128S, AMX: stem.0
+/// 0.19 ms in f32 against 0.67 ms through im2col and the bf16 kernel; stem.1 0.30
+/// against 0.57 ms).
+pub const F32_CONV_MAX_CIN: usize = 16;
+
+/// The precision a stem conv over `cin` channels runs in, in a `precision` plan.
+pub fn conv_precision(precision: Precision, cin: usize) -> Precision {
+    if cin <= F32_CONV_MAX_CIN {
+        Precision::F32
+    } else {
+        precision
+    }
+}
 
 struct Builder<'w> {
     arena: ArenaPlanner,
@@ -318,14 +335,21 @@ impl Plan {
                 ImageLayout::Hwc
             };
             let conv_act = if i < 3 { act } else { Activation::None };
+            let conv_precision = conv_precision(precision, cin);
+            let weight = b.weight(format!("stem.{i}.weight"))?;
+            if conv_precision != precision {
+                let spec = &mut b.weights[weight.0];
+                spec.precision = conv_precision;
+                spec.shape = packed_weight_shape(conv_precision, geometry.k(), cout);
+            }
             let step = Step::Conv(ConvStep {
                 src: image.map_or(ImageSource::Input, ImageSource::Arena),
                 layout,
                 geometry,
                 block_rows,
                 cols,
-                weight: b.weight(format!("stem.{i}.weight"))?,
-                precision,
+                weight,
+                precision: conv_precision,
                 bias: b.weight(format!("stem.{i}.bias"))?,
                 epilogue: Epilogue::BiasAct(conv_act),
                 cout,

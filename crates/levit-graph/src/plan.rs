@@ -65,6 +65,8 @@ pub struct Plan {
     /// weights' prefix for GEMMs, `{attn}.core` for attention, for profiles.
     pub labels: Vec<String>,
     /// Tensors the steps read, with their expected stored shapes.
+    /// The precision of each is the one its step runs in, which may differ from the
+    /// file's (see `build::conv_precision`; the model converts at load).
     pub weights: Vec<TensorSpec>,
     /// Arena length in f32.
     pub arena_len: usize,

@@ -107,3 +107,41 @@ pub fn random_weight_file(config: &Config, seed: u64) -> Result<Vec<u8>> {
         &format!("random weights, seed {seed}"),
     ))
 }
+
+/// The bf16 file `levit-weights convert --precision bf16` would write for the same
+/// weights: every packed GEMM and conv weight (`*.weight`, f32 panels `[P, K, 16]`)
+/// rounded to bf16 K-pair panels `[P, KP/2, 16, 2]`, everything else kept in f32.
+pub fn to_bf16_file(f32_file: &[u8]) -> Result<Vec<u8>> {
+    let file = levit_format::WeightFile::from_bytes(f32_file, false)?;
+    let mut converted: Vec<(String, Vec<usize>, Result<Vec<u16>, Vec<f32>>)> = Vec::new();
+    for t in file.tensors() {
+        let data = t.f32().ok_or_else(|| crate::Error::TensorDtype {
+            name: t.name.to_string(),
+            precision: levit_kernels::Precision::F32,
+            expected: "F32".into(),
+            found: t.dtype.name().into(),
+        })?;
+        if t.name.ends_with(".weight") && t.shape.len() == 3 {
+            let (k, n) = (t.shape[1], t.shape[0] * NR);
+            let mut out = vec![0u16; levit_kernels::bf16::packed_len(k, n)];
+            levit_kernels::bf16::repack_f32_panels(data, k, n, &mut out);
+            let shape = levit_kernels::bf16::packed_shape(k, n).to_vec();
+            converted.push((t.name.to_string(), shape, Ok(out)));
+        } else {
+            converted.push((t.name.to_string(), t.shape.to_vec(), Err(data.to_vec())));
+        }
+    }
+    let tensors: Vec<TensorData> = converted
+        .iter()
+        .map(|(name, shape, data)| TensorData {
+            name,
+            shape,
+            data: match data {
+                Ok(h) => TensorBytes::Bf16(h),
+                Err(f) => TensorBytes::F32(f),
+            },
+        })
+        .collect();
+    let source = format!("{} (bf16)", file.source().unwrap_or("unknown"));
+    Ok(write_weight_file(file.config_json(), &tensors, &source))
+}

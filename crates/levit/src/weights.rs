@@ -32,12 +32,20 @@ pub(crate) fn precision_of(dtype: Dtype) -> Option<Precision> {
 #[repr(C, align(64))]
 struct Line([u16; 32]);
 
+/// A weight converted at load: its range of lines in [`BoundWeights::owned`] and the
+/// element type they hold.
+#[derive(Clone, Debug)]
+enum Owned {
+    Bf16(std::ops::Range<usize>),
+    F32(std::ops::Range<usize>),
+}
+
 /// Where each plan weight's values live.
 pub(crate) struct BoundWeights {
     /// File tensor index of each plan weight (`WeightId` order).
     slots: Vec<usize>,
-    /// For weights repacked at load: their range in `owned`, in lines.
-    repacked: Vec<Option<std::ops::Range<usize>>>,
+    /// For weights converted at load: where they are in `owned`.
+    repacked: Vec<Option<Owned>>,
     owned: Vec<Line>,
 }
 
@@ -54,10 +62,31 @@ impl BoundWeights {
         let mut repacked = vec![None; plan.weights.len()];
         let mut owned = Vec::new();
         for (i, (want, have)) in plan.weights.iter().zip(stored_specs).enumerate() {
-            if want.precision == have.precision {
+            let view = file.tensor_at(slots[i]);
+            // A bf16 model holds bf16 weights everywhere, also in the small convs that
+            // run in f32: from an f32 file those are rounded (and widened back) here,
+            // so that an f32 file run in bf16 and the same weights converted to a bf16
+            // file give the same bits.
+            let packed_weight = want.shape.len() == 3;
+            if want.precision == have.precision
+                && !(packed_weight
+                    && have.precision == Precision::F32
+                    && plan.precision == Precision::Bf16)
+            {
                 continue;
             }
-            let view = file.tensor_at(slots[i]);
+            if want.precision == have.precision {
+                let values = f32_of(&view);
+                let lines = values.len().div_ceil(16);
+                let start = owned.len();
+                owned.resize(start + lines, Line([0; 32]));
+                let dst = &mut lines_as_f32_mut(&mut owned[start..])[..values.len()];
+                for (d, &x) in dst.iter_mut().zip(values) {
+                    *d = bf16::from_bf16(bf16::to_bf16(x));
+                }
+                repacked[i] = Some(Owned::F32(start..start + lines));
+                continue;
+            }
             match (have.precision, want.precision) {
                 (Precision::F32, Precision::Bf16) => {
                     // Stored [panels, K, 16] -> bf16 [panels, KP/2, 16, 2].
@@ -70,7 +99,30 @@ impl BoundWeights {
                     owned.resize(start + lines, Line([0; 32]));
                     let dst = lines_as_u16_mut(&mut owned[start..]);
                     bf16::repack_f32_panels(f32_of(&view), k, n, &mut dst[..len]);
-                    repacked[i] = Some(start..start + lines);
+                    repacked[i] = Some(Owned::Bf16(start..start + lines));
+                }
+                (Precision::Bf16, Precision::F32) => {
+                    // Widened exactly: the step runs the file's rounded weights in f32
+                    // (only small stem convs do, see `levit_graph` `conv_precision`).
+                    let (np, kp2) = (have.shape[0], have.shape[1]);
+                    let k = want.shape[1];
+                    debug_assert_eq!(kp2, bf16::padded_k(k) / 2);
+                    let n = np * levit_kernels::NR;
+                    let len = levit_kernels::packed_len(k, n);
+                    let lines = len.div_ceil(16);
+                    let start = owned.len();
+                    owned.resize(start + lines, Line([0; 32]));
+                    let dst = lines_as_f32_mut(&mut owned[start..]);
+                    let src = PackedB::Bf16(view.bf16().expect("dtype checked at load"));
+                    for p in 0..np {
+                        for kk in 0..k {
+                            for j in 0..levit_kernels::NR {
+                                let col = p * levit_kernels::NR + j;
+                                dst[(p * k + kk) * levit_kernels::NR + j] = src.at(k, kk, col);
+                            }
+                        }
+                    }
+                    repacked[i] = Some(Owned::F32(start..start + lines));
                 }
                 (stored, requested) => {
                     return Err(Error::Precision {
@@ -94,8 +146,14 @@ impl BoundWeights {
 
     /// A GEMM or conv weight, in its plan precision.
     pub(crate) fn packed<'a>(&'a self, file: &'a WeightFile, id: WeightId) -> PackedB<'a> {
-        if let Some(lines) = &self.repacked[id.0] {
-            return PackedB::Bf16(lines_as_u16(&self.owned[lines.clone()]));
+        match &self.repacked[id.0] {
+            Some(Owned::Bf16(lines)) => {
+                return PackedB::Bf16(lines_as_u16(&self.owned[lines.clone()]))
+            }
+            Some(Owned::F32(lines)) => {
+                return PackedB::F32(lines_as_f32(&self.owned[lines.clone()]))
+            }
+            None => {}
         }
         let view = file.tensor_at(self.slots[id.0]);
         match view.dtype {
@@ -124,6 +182,18 @@ fn lines_as_u16(lines: &[Line]) -> &[u16] {
     // 64), so `lines.len()` lines are `32 * lines.len()` initialised u16, and the
     // borrow keeps them alive and unaliased-mutably for the result's lifetime.
     unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<u16>(), lines.len() * 32) }
+}
+
+fn lines_as_f32(lines: &[Line]) -> &[f32] {
+    // SAFETY: a `Line` is 64 initialised bytes at 64-byte alignment, so `lines.len()`
+    // lines are `16 * lines.len()` f32 (every bit pattern is a valid f32), borrowed for
+    // the result's lifetime.
+    unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<f32>(), lines.len() * 16) }
+}
+
+fn lines_as_f32_mut(lines: &mut [Line]) -> &mut [f32] {
+    // SAFETY: as in `lines_as_f32`, with the exclusive borrow passed on.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<f32>(), lines.len() * 16) }
 }
 
 fn lines_as_u16_mut(lines: &mut [Line]) -> &mut [u16] {
