@@ -113,7 +113,12 @@ pub fn random_weight_file(config: &Config, seed: u64) -> Result<Vec<u8>> {
 /// rounded to bf16 K-pair panels `[P, KP/2, 16, 2]`, everything else kept in f32.
 pub fn to_bf16_file(f32_file: &[u8]) -> Result<Vec<u8>> {
     let file = levit_format::WeightFile::from_bytes(f32_file, false)?;
-    let mut converted: Vec<(String, Vec<usize>, Result<Vec<u16>, Vec<f32>>)> = Vec::new();
+    /// A converted tensor's values: bf16 panels or f32 kept as they were.
+    enum Values {
+        Bf16(Vec<u16>),
+        F32(Vec<f32>),
+    }
+    let mut converted: Vec<(String, Vec<usize>, Values)> = Vec::new();
     for t in file.tensors() {
         let data = t.f32().ok_or_else(|| crate::Error::TensorDtype {
             name: t.name.to_string(),
@@ -126,9 +131,13 @@ pub fn to_bf16_file(f32_file: &[u8]) -> Result<Vec<u8>> {
             let mut out = vec![0u16; levit_kernels::bf16::packed_len(k, n)];
             levit_kernels::bf16::repack_f32_panels(data, k, n, &mut out);
             let shape = levit_kernels::bf16::packed_shape(k, n).to_vec();
-            converted.push((t.name.to_string(), shape, Ok(out)));
+            converted.push((t.name.to_string(), shape, Values::Bf16(out)));
         } else {
-            converted.push((t.name.to_string(), t.shape.to_vec(), Err(data.to_vec())));
+            converted.push((
+                t.name.to_string(),
+                t.shape.to_vec(),
+                Values::F32(data.to_vec()),
+            ));
         }
     }
     let tensors: Vec<TensorData> = converted
@@ -137,8 +146,8 @@ pub fn to_bf16_file(f32_file: &[u8]) -> Result<Vec<u8>> {
             name,
             shape,
             data: match data {
-                Ok(h) => TensorBytes::Bf16(h),
-                Err(f) => TensorBytes::F32(f),
+                Values::Bf16(h) => TensorBytes::Bf16(h),
+                Values::F32(f) => TensorBytes::F32(f),
             },
         })
         .collect();

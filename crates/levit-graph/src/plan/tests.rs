@@ -87,7 +87,7 @@ fn step_counts_and_macs_follow_the_config() {
 fn buffers_lie_in_the_arena_and_never_alias_within_a_step() {
     for config in [two_stages(), levit_128s()] {
         let plan = build(&config, Precision::F32);
-        let inside = |r: &BufRange| r.end() <= plan.arena_len && r.offset % 16 == 0;
+        let inside = |r: &BufRange| r.end() <= plan.arena_len && r.offset.is_multiple_of(16);
         for (i, step) in plan.steps.iter().enumerate() {
             let bufs: Vec<BufRange> = step.buffers().collect();
             assert!(bufs.iter().all(inside), "step {i} ({})", plan.labels[i]);
