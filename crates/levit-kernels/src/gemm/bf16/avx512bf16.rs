@@ -5,11 +5,12 @@
 //! x 2 panels = 24 zmm accumulators, 2 B rows, 1 broadcast; 6 x 4 for calls of at
 //! most 64 rows). Each tile first converts its A rows to bf16 pairs (round to nearest
 //! even, `vcvtne2ps2bf16`: 32 values per instruction) into a stack buffer, [`KC`]
-//! steps of K at a time; then per K pair it broadcasts each row's pair (32 bits) and
-//! runs one `vdpbf16ps` per panel against the panel's 64-byte row of 16 weight pairs.
-//! Every output is one chain of `vdpbf16ps` over the pairs `0..ceil(K/2)` in order,
-//! whatever the tile, chunk or thread split: the results are deterministic. An odd K
-//! pairs the last step with a zero (A is never read past K; B is zero-padded there).
+//! steps of K at a time ([`to_pairs`]); then per K pair it broadcasts each row's pair
+//! (32 bits) and runs one `vdpbf16ps` per panel against the panel's 64-byte row of 16
+//! weight pairs. Every output is one chain of `vdpbf16ps` over the pairs
+//! `0..ceil(K/2)` in order, whatever the tile, chunk or thread split: the results are
+//! deterministic. An odd K pairs the last step with a zero (A is never read past K;
+//! B is zero-padded there).
 //!
 //! On Zen 4 `vdpbf16ps` does 32 multiply-adds where an f32 FMA does 16, so this is the
 //! fast bf16 kernel there; Intel cores run it at half rate ([`Isa::best`] skips this
@@ -25,8 +26,11 @@ use crate::gemm::{Epilogue, RowPtrs, Tile, Tiles};
 use crate::vecmath::avx512::{activate, mask};
 
 /// Steps of K converted to bf16 per chunk: the buffer holds `MR` rows of `KC / 2`
-/// pairs (12 KiB of stack), which stays in L1 while B streams past.
-const KC: usize = 512;
+/// pairs (24 KiB of stack); LeViT's K up to 1024 is one chunk.
+const KC: usize = 1024;
+
+/// Pairs of one row per block of the buffer (one 64-byte vector).
+const BLOCK: usize = 16;
 
 /// Reinterprets 32 u16 lanes as bf16.
 #[inline(always)]
@@ -35,27 +39,33 @@ fn bh(v: __m512i) -> __m512bh {
     unsafe { core::mem::transmute::<__m512i, __m512bh>(v) }
 }
 
-/// Rounds `len` floats at `src` to bf16 into `dst` as pairs (`dst[i]` = steps `2i`,
-/// `2i+1`, the even one in the low half), zero past `len`, whole 32-step blocks.
+/// Rounds steps `k0 .. k0 + len` of every row in `rows` to bf16 pairs (pair `i` =
+/// steps `2i`, `2i+1`, the even one in the low half; zero past `len`) into `dst`,
+/// in blocks of [`BLOCK`] pairs: block `q` of row `r` at `dst[(q * rows.len() + r) *
+/// BLOCK..]`, so that one K pair of all rows lies within a few cache lines.
+///
+/// Out of line: the tile's 24 accumulators are saved once around the call, rather
+/// than competing with the conversion for registers in the K loop.
 ///
 /// # Safety
-/// AVX512_BF16 must be supported; `src` must have `len` readable floats and `dst` room
-/// for `len.div_ceil(32) * 16` pairs.
+/// AVX512_BF16 must be supported; each row must have `k0 + len` readable floats and
+/// `dst` room for `len.div_ceil(32) * rows.len() * BLOCK` pairs.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")]
-#[inline]
-unsafe fn to_pairs(src: *const f32, len: usize, dst: *mut u32) {
-    for i in (0..len).step_by(32) {
+#[inline(never)]
+unsafe fn to_pairs(rows: &[*const f32], k0: usize, len: usize, dst: *mut u32) {
+    for (q, i) in (0..len).step_by(2 * BLOCK).enumerate() {
         let rest = len - i;
-        // SAFETY: the masks cover only values < len (masked-off lanes are not read);
-        // block i/32 of `dst` is in its room.
-        unsafe {
-            let lo = _mm512_maskz_loadu_ps(mask(rest.min(16)), src.add(i));
-            let hi = _mm512_maskz_loadu_ps(
-                mask(rest.saturating_sub(16).min(16)),
-                src.wrapping_add(i + 16),
-            );
-            let pairs = _mm512_cvtne2ps_pbh(hi, lo);
-            _mm512_storeu_si512(dst.add(i / 2).cast(), core::mem::transmute(pairs));
+        let (lo_mask, hi_mask) = (mask(rest.min(16)), mask(rest.saturating_sub(16).min(16)));
+        for (r, &row) in rows.iter().enumerate() {
+            let src = row.wrapping_add(k0 + i);
+            // SAFETY: the masks cover only steps < k0 + len (masked-off lanes are not
+            // read); block q of row r is inside `dst`'s room.
+            unsafe {
+                let lo = _mm512_maskz_loadu_ps(lo_mask, src);
+                let hi = _mm512_maskz_loadu_ps(hi_mask, src.wrapping_add(16));
+                let dst = dst.add((q * rows.len() + r) * BLOCK).cast::<__m512bh>();
+                dst.write_unaligned(_mm512_cvtne2ps_pbh(hi, lo));
+            }
         }
     }
 }
@@ -73,26 +83,31 @@ macro_rules! dot_steps {
     ($t:ident, $a:ident, $acc:ident, $np:literal, $ps:tt, [$($r:literal)+], $value:ident, $advance:ident) => {
         // One run of A per row: only the f32 kernel takes segmented rows.
         debug_assert!($t.seg_len >= $t.k);
+        const ROWS: usize = [$($r),+].len();
         let (b, stride) = ($t.b, $t.panel_stride);
-        let mut buf = MaybeUninit::<[[u32; KC / 2]; [$($r),+].len()]>::uninit();
+        let mut buf = MaybeUninit::<[u32; KC / 2 * ROWS]>::uninit();
         let pairs = buf.as_mut_ptr().cast::<u32>();
         let mut k0 = 0;
         while k0 < $t.k {
             let len = KC.min($t.k - k0);
             // SAFETY: rows < mr have `t.k >= k0 + len` readable floats (Tile contract);
-            // row r's part of the buffer has room for KC/2 pairs.
-            $( unsafe { to_pairs($a[$r].add(k0), len, pairs.add($r * KC / 2)) }; )+
-            let row0 = b.wrapping_add(k0 * 16);
-            for kp in 0..len.div_ceil(2) {
-                // SAFETY: pair k0/2 + kp < ceil(K/2) <= KP/2 rows of 32 u16 in each
-                // of the np panels (Tile contract with bf16 panels); `to_pairs` wrote
-                // pairs < len.div_ceil(2) of every row.
-                unsafe {
-                    let mut bv = [bh(_mm512_setzero_si512()); $np];
-                    for (p, bv) in bv.iter_mut().enumerate() {
-                        *bv = bh(_mm512_loadu_si512(row0.add(p * stride + kp * 32).cast()));
+            // the buffer has room for KC/2 pairs of ROWS rows.
+            unsafe { to_pairs(&$a[..], k0, len, pairs) };
+            let n_pairs = len.div_ceil(2);
+            for q in 0..n_pairs.div_ceil(BLOCK) {
+                let strip = pairs.wrapping_add(q * BLOCK * ROWS);
+                let rows = b.wrapping_add((k0 / 2 + q * BLOCK) * 32);
+                for j in 0..BLOCK.min(n_pairs - q * BLOCK) {
+                    // SAFETY: pair k0/2 + q*BLOCK + j < ceil(K/2) <= KP/2 rows of 32
+                    // u16 in each of the np panels (Tile contract with bf16 panels);
+                    // `to_pairs` wrote that pair of every row.
+                    unsafe {
+                        let mut bv = [bh(_mm512_setzero_si512()); $np];
+                        for (p, bv) in bv.iter_mut().enumerate() {
+                            *bv = bh(_mm512_loadu_si512(rows.add(p * stride + j * 32).cast()));
+                        }
+                        $( dot_row!($acc, bv, *strip.add($r * BLOCK + j), $r, $ps); )+
                     }
-                    $( dot_row!($acc, bv, *pairs.add($r * KC / 2 + kp), $r, $ps); )+
                 }
             }
             k0 += len;
