@@ -153,6 +153,10 @@ unsafe fn amx_block(
     // panels, bias n floats, every A row k floats, C every element of the block; the
     // ranges are non-empty and in bounds; the kernel exists only where AMX (and so
     // AVX512_BF16) runs and the OS granted the tile state. `scratch` is this call's.
+    // `ldtilecfg` reads the 64 bytes of the static config (valid, palette 1) and
+    // resets this thread's tiles; `tilerelease` touches no memory. Nothing else on this
+    // thread uses tiles meanwhile (block calls do not nest), so `block` finds them
+    // configured.
     unsafe {
         asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly, preserves_flags));
         block(args, b.as_ptr(), c, rows, panels, scratch.as_mut_ptr());
