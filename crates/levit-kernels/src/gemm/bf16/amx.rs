@@ -27,7 +27,7 @@
 //! Finished accumulator tiles are stored (`tilestored`) to a stack buffer; bias,
 //! activation or residual are applied with AVX-512 and stored with lane masks, so
 //! columns past `n` and rows outside the block are never written. HardSwish divides
-//! by 6 without the divider ([`div6`], bit-identical to the division): the divider
+//! by 6 without the divider (`vecmath::avx512::div6`, bit-identical to the division): the divider
 //! shares a port with the tile multiplies, and one division per output vector cost
 //! about as much as the multiplies at K = 384.
 //!
@@ -70,7 +70,7 @@ use crate::bf16::padded_k;
 use crate::gemm::kernel::{GemmKernel, Split};
 use crate::gemm::{Epilogue, GemmArgs};
 use crate::vecmath::avx512::{activate, mask};
-use crate::{Activation, Isa, Precision, NR};
+use crate::{Isa, Precision, NR};
 
 /// Rows of the tallest tile (two A tiles).
 const MR: usize = 32;
@@ -460,7 +460,6 @@ unsafe fn epilogue(
                 );
                 let dst = c.wrapping_add(r * ldc + ip * NR);
                 let y = match epilogue {
-                    Epilogue::BiasAct(Activation::HardSwish) => hardswish(y),
                     Epilogue::BiasAct(act) => activate(act, y),
                     Epilogue::BiasResidual => {
                         _mm512_add_ps(_mm512_maskz_loadu_ps(masks[ip], dst), y)
@@ -469,122 +468,5 @@ unsafe fn epilogue(
                 _mm512_mask_storeu_ps(dst, masks[ip], y);
             }
         }
-    }
-}
-
-/// `x / 6`, bit-identical to `_mm512_div_ps(x, 6)` for every input (checked for all
-/// 2^32 bit patterns by the ignored test `div6_is_division_for_every_input`), without
-/// the divider: the divider shares port 0 with the tile multiplies, so a division
-/// per output vector made the epilogue as long as the multiplies at K = 384.
-///
-/// `q0 = x * (1/6)` is within an ulp of `x/6`, so its remainder `r = x - 6*q0` is
-/// exact (one FMA) and `q0 + r * (1/6)` rounds to the correctly rounded quotient
-/// (Markstein). Exceptions, taken care of: an infinite `x` makes `r` NaN (keep `q0`,
-/// which is right), and a quotient below the normal range (`|x| < 2^-125`) may be off
-/// (divide those lanes; they never occur in practice, so the branch is not taken).
-#[inline]
-#[target_feature(enable = "avx512f,fma")]
-fn div6(x: __m512) -> __m512 {
-    let (six, sixth) = (_mm512_set1_ps(6.0), _mm512_set1_ps(1.0 / 6.0));
-    let q0 = _mm512_mul_ps(x, sixth);
-    let r = _mm512_fnmadd_ps(q0, six, x);
-    let q1 = _mm512_fmadd_ps(r, sixth, q0);
-    let q = _mm512_mask_mov_ps(q1, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(r, r), q0);
-    let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(TINY));
-    if tiny != 0 {
-        _mm512_mask_div_ps(q, tiny, x, six)
-    } else {
-        q
-    }
-}
-
-/// `2^-125`: below it `x / 6` is subnormal and [`div6`] divides.
-const TINY: f32 = f32::from_bits(0x0100_0000);
-
-/// [`crate::vecmath::avx512::hardswish`] with its division by 6 done by [`div6`]:
-/// the same operations otherwise, so the same bits.
-#[inline]
-#[target_feature(enable = "avx512f,fma")]
-fn hardswish(x: __m512) -> __m512 {
-    let six = _mm512_set1_ps(6.0);
-    let t = _mm512_add_ps(x, _mm512_set1_ps(3.0));
-    let t = _mm512_min_ps(six, _mm512_max_ps(_mm512_setzero_ps(), t));
-    div6(_mm512_mul_ps(x, t))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Lanes of `x` where `f` and `g` differ in bits.
-    ///
-    /// # Safety
-    /// AVX-512F and FMA must be supported.
-    #[target_feature(enable = "avx512f,fma")]
-    unsafe fn differ(
-        bits: __m512i,
-        f: impl Fn(__m512) -> __m512,
-        g: impl Fn(__m512) -> __m512,
-    ) -> __mmask16 {
-        let x = _mm512_castsi512_ps(bits);
-        _mm512_cmpneq_epi32_mask(_mm512_castps_si512(f(x)), _mm512_castps_si512(g(x)))
-    }
-
-    /// Checks `div6` (or `hardswish`) against the crate's operation on the bit patterns
-    /// `s..s+16` and `s+stride-16..s+stride` for every multiple `s` of `stride` (all
-    /// patterns when `stride` is 16).
-    fn check(stride: u64, which: &str) {
-        if !Isa::Avx512.is_supported() {
-            println!("skipped: no AVX-512");
-            return;
-        }
-        let mut bad = 0u64;
-        let groups = (0..1u64 << 32).step_by(stride as usize).flat_map(|s| {
-            [s, s + stride - 16]
-                .into_iter()
-                .take(if stride > 16 { 2 } else { 1 })
-        });
-        for start in groups {
-            // SAFETY: AVX-512F and FMA are supported (checked above).
-            let diff = unsafe {
-                let bits = _mm512_add_epi32(
-                    _mm512_set1_epi32(start as u32 as i32),
-                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                );
-                if which == "div6" {
-                    differ(bits, |x| div6(x), |x| _mm512_div_ps(x, _mm512_set1_ps(6.0)))
-                } else {
-                    differ(
-                        bits,
-                        |x| hardswish(x),
-                        |x| crate::vecmath::avx512::hardswish(x),
-                    )
-                }
-            };
-            if diff != 0 && bad == 0 {
-                let lane = diff.trailing_zeros();
-                println!("{which}: first difference at {:#010x}", start as u32 + lane);
-            }
-            bad += u64::from(diff.count_ones());
-        }
-        assert_eq!(bad, 0, "{which} differs on {bad} inputs");
-    }
-
-    #[test]
-    fn div6_is_division_on_sampled_inputs() {
-        // Every sign and exponent, 2^16 mantissa patterns each, both ends of every
-        // binade included.
-        check(1 << 12, "div6");
-    }
-
-    #[test]
-    fn hardswish_is_the_crates_hardswish_on_sampled_inputs() {
-        check(1 << 12, "hardswish");
-    }
-
-    #[test]
-    #[ignore = "all 2^32 inputs: 10-60 s; run with --ignored"]
-    fn div6_is_division_for_every_input() {
-        check(16, "div6");
     }
 }
