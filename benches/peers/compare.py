@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""levit-rs against its peers: ONNX Runtime, OpenVINO (f32 and default bf16), PyTorch eager.
+"""levit-rs (f32 and bf16) against its peers: ONNX Runtime, OpenVINO (f32 and default bf16), PyTorch eager.
 
 Same weights, same input, same run. For every variant it takes a seeded trained-like
 random checkpoint from `levit-weights dump`, builds the timm model from the timm-layout
 checkpoint (the PyTorch eager peer and the f32 reference), exports it to ONNX (ORT and
-OpenVINO) and uses the converted `.lvt` for levit-bench. Every peer's logits on one fixed
-input are checked against PyTorch eager f32; latency is batch 1, 3x224x224, measured as
-the best median of `--rounds` interleaved runs (levit, ort, ov-f32, ov-bf16, torch,
-levit, ort, ...), per thread count.
+OpenVINO) and uses the converted `.lvt` for levit-bench, once in f32 and once with
+`--precision bf16` (the f32 file repacked to bf16 at load). Every engine's logits on one
+fixed input are checked against PyTorch eager f32; latency is batch 1, 3x224x224,
+measured as the best median of `--rounds` interleaved runs (levit, levit-bf16, ort,
+ov-f32, ov-bf16, torch, levit, ...), per thread count.
 
 Each Python peer runs in its own spawned worker process (its own peak RSS, no thread
 pools shared with the other peers); only one process computes at a time. levit runs as
@@ -37,9 +38,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 VARIANTS = ("128s", "128", "192", "256", "384")
-ENGINES = ("levit", "ort", "ov-f32", "ov-bf16", "torch")
-LABEL = {"levit": "levit", "ort": "ORT", "ov-f32": "OV f32", "ov-bf16": "OV bf16", "torch": "torch"}
+ENGINES = ("levit", "levit-bf16", "ort", "ov-f32", "ov-bf16", "torch")
+LABEL = {"levit": "levit", "levit-bf16": "levit bf16", "ort": "ORT", "ov-f32": "OV f32", "ov-bf16": "OV bf16",
+         "torch": "torch"}
+# levit rows: engine -> the --precision it runs with (None: the file's own, f32 here; so a
+# levit build from before the precision axis still runs the f32 row)
+LEVIT_ENGINES = {"levit": None, "levit-bf16": "bf16"}
 PY_ENGINES = ("ort", "ov-f32", "ov-bf16", "torch")
+# levit-bench JSON keys kept per round (the kernel and peak keys are absent in older builds)
+LEVIT_ROUND_KEYS = ("median_ms", "p90_ms", "p99_ms", "min_ms", "iters", "peak_pct")
+LEVIT_INFO_KEYS = ("isa", "gmac", "precision", "gemm_kernel", "repacked_bytes", "peak_gmacs")
 INPUT_SHAPE = (1, 3, 224, 224)
 MIN_ITERS = 20  # timed runs a round keeps even past --max-round-s
 
@@ -323,25 +331,22 @@ def ensure_dump(dump_dir: Path, names: list[str]) -> None:
                      "(was it dumped with --no-checkpoints? pass another --dump)")
 
 
-def prepare_variant(name: str, dump_dir: Path, work: Path, x, opset: int, levit_bin: Path, isa: str | None) -> dict:
-    """Reference logits, ONNX export, levit logits; returns the variant's record."""
-    import numpy as np
+def load_timm(name: str, ckpt: Path):
+    """The timm model of a variant with the dump's weights, in eval mode."""
     import timm
-    import torch
     from safetensors.torch import load_file
 
-    ckpt = dump_dir / name / "checkpoint_timm.safetensors"
-    lvt = dump_dir / name / "model_timm.lvt"
     model = timm.create_model(name, pretrained=False)
     model.load_state_dict(load_file(str(ckpt)), strict=True)
     model.train()
     model.eval()  # timm's attention-bias cache is (re)built on the first eval forward
-    xt = torch.from_numpy(x)
-    with torch.inference_mode():
-        ref = model(xt).numpy().astype(np.float32)
-    np.save(work / f"{name}.reference.npy", ref)
+    return model
 
-    onnx_path = work / f"{name}.onnx"
+
+def export_onnx(model, xt, onnx_path: Path, opset: int) -> dict:
+    """torch.onnx.export with a static input shape (xt's); returns the export's record."""
+    import torch
+
     t0 = time.time()
     exporter, errors = None, []
     import warnings
@@ -357,7 +362,7 @@ def prepare_variant(name: str, dump_dir: Path, work: Path, x, opset: int, levit_
         except Exception as e:  # noqa: BLE001 - try the other exporter, report both
             errors.append(f"{'dynamo' if dynamo else 'legacy'} exporter: {type(e).__name__}: {str(e)[:300]}")
     if exporter is None:
-        raise RuntimeError(f"{name}: ONNX export failed: " + " | ".join(errors))
+        raise RuntimeError(f"{onnx_path.name}: ONNX export failed: " + " | ".join(errors))
     export_s = time.time() - t0
     import onnx
 
@@ -367,27 +372,58 @@ def prepare_variant(name: str, dump_dir: Path, work: Path, x, opset: int, levit_
                  "input_shape": [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim],
                  "export_errors": errors}
     del m
+    return onnx_info
 
-    out = work / f"{name}.levit.npy"
-    cmd = [str(levit_bin / "levit"), "infer", "--model", str(lvt), "--input", str(work / "input.npy"),
-           "--output", str(out)] + (["--isa", isa] if isa else [])
-    r = subprocess.run(cmd, capture_output=True, text=True)
+
+def levit_infer(levit_bin: Path, lvt, x_path: Path, out: Path, isa: str | None = None,
+                precision: str | None = None):
+    """`levit infer` on an .npy input; returns (logits, None) or (None, error line)."""
+    import numpy as np
+
+    cmd = [str(levit_bin / "levit"), "infer", "--model", str(lvt), "--input", str(x_path), "--output", str(out)]
+    cmd += (["--isa", isa] if isa else []) + (["--precision", precision] if precision else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, RUST_BACKTRACE="0"))
     if r.returncode != 0:
-        levit_check = {"ok": False, "error": (r.stderr.strip().splitlines() or ["?"])[0]}
-    else:
-        levit_check = compare_logits(ref, np.load(out))
+        lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+        return None, (lines[0] if lines else f"exit {r.returncode}").removeprefix("Error: ")
+    return np.load(out), None
+
+
+def prepare_variant(name: str, dump_dir: Path, work: Path, x, opset: int, levit_bin: Path, isa: str | None,
+                    engines: list[str]) -> dict:
+    """Reference logits, ONNX export, levit logits (f32 and bf16); returns the variant's record."""
+    import numpy as np
+    import torch
+
+    ckpt = dump_dir / name / "checkpoint_timm.safetensors"
+    lvt = dump_dir / name / "model_timm.lvt"
+    model = load_timm(name, ckpt)
+    xt = torch.from_numpy(x)
+    with torch.inference_mode():
+        ref = model(xt).numpy().astype(np.float32)
+    np.save(work / f"{name}.reference.npy", ref)
+    onnx_info = export_onnx(model, xt, work / f"{name}.onnx", opset)
+
+    checks = {}
+    for e, precision in LEVIT_ENGINES.items():
+        if e not in engines and e != "levit":  # levit f32 is always checked: it sets the exit code
+            continue
+        y, err = levit_infer(levit_bin, lvt, work / "input.npy", work / f"{name}.{e}.npy", isa, precision)
+        checks[e] = {"ok": False, "error": err} if err else compare_logits(ref, y)
     return {"name": name, "checkpoint": str(ckpt), "lvt": str(lvt), "onnx": onnx_info,
             "reference_max_abs": float(np.max(np.abs(ref))), "reference_top5": [int(i) for i in np.argsort(-ref[0])[:5]],
-            "levit_check": levit_check}
+            "levit_check": checks["levit"], "levit_checks": checks}
 
 
 # --------------------------------------------------------------------------------------
 # measurement
 
 
-def run_levit(levit_bin: Path, lvt: str, threads: int, warmup: int, iters: int, isa: str | None) -> dict:
+def run_levit(levit_bin: Path, lvt: str, threads: int, warmup: int, iters: int, isa: str | None,
+              precision: str | None = None) -> dict:
     cmd = [str(levit_bin / "levit-bench"), "--model", lvt, "--threads", str(threads), "--warmup", str(warmup),
            "--iters", str(iters), "--json"] + (["--isa", isa] if isa else [])
+    cmd += ["--precision", precision] if precision else []
     env = dict(os.environ, RUST_BACKTRACE="0")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -406,8 +442,8 @@ def measure(args, prepared: dict, threads: int, name: str, levit_bin: Path) -> d
     peers: dict[str, Peer] = {}
     try:
         for e in args.engines:  # load one at a time: load times are not contended
-            if e == "levit":
-                res[e]["check"] = p["levit_check"]
+            if e in LEVIT_ENGINES:
+                res[e]["check"] = p["levit_checks"][e]
                 continue
             peer = Peer(ctx, e, spec)
             tag, payload = peer.recv()
@@ -426,17 +462,18 @@ def measure(args, prepared: dict, threads: int, name: str, levit_bin: Path) -> d
                 r = res[e]
                 if "error" in r:
                     continue
-                if e == "levit":
-                    out = run_levit(levit_bin, p["lvt"], threads, args.warmup, args.iters, args.isa)
+                if e in LEVIT_ENGINES:
+                    out = run_levit(levit_bin, p["lvt"], threads, args.warmup, args.iters, args.isa,
+                                    LEVIT_ENGINES[e])
                     if "error" in out:
                         r["error"] = out["error"]
-                        log(f"  {name} T={threads} levit: n/a ({out['error']})")
+                        log(f"  {name} T={threads} {e}: n/a ({out['error']})")
                         continue
-                    r.setdefault("load_ms", out.get("load_ms"))
+                    r.setdefault("load_ms", out.get("load_ms"))  # bf16: includes the repack
                     r.setdefault("first_ms", out.get("first_ms"))
-                    r["isa"], r["gmac"] = out.get("isa"), out.get("gmac")
+                    r.update({k: out.get(k) for k in LEVIT_INFO_KEYS})
                     r["peak_rss_bytes"] = max(r.get("peak_rss_bytes") or 0, out.get("peak_rss_bytes") or 0) or None
-                    r["rounds"].append({k: out.get(k) for k in ("median_ms", "p90_ms", "p99_ms", "min_ms", "iters")})
+                    r["rounds"].append({k: out.get(k) for k in LEVIT_ROUND_KEYS})
                 else:
                     tag, payload = peers[e].bench(args.warmup, args.iters, args.max_round_s)
                     if tag == "error":
@@ -448,7 +485,7 @@ def measure(args, prepared: dict, threads: int, name: str, levit_bin: Path) -> d
                     r["rounds"].append(stats(payload["times_ns"]))
                 last = r["rounds"][-1]
                 cut = f"  (cut at {last['iters']} runs)" if last.get("iters", args.iters) < args.iters else ""
-                log(f"  {name} T={threads} round {rnd + 1}/{args.rounds} {e:<8} "
+                log(f"  {name} T={threads} round {rnd + 1}/{args.rounds} {e:<10} "
                     f"median {last['median_ms']:8.3f} ms  min {last['min_ms']:8.3f}{cut}")
     finally:
         for peer in peers.values():
@@ -458,13 +495,18 @@ def measure(args, prepared: dict, threads: int, name: str, levit_bin: Path) -> d
             best = min(r["rounds"], key=lambda s: s["median_ms"])
             r.update(best=best, median_ms=best["median_ms"], p90_ms=best["p90_ms"], min_ms=min(
                 s["min_ms"] for s in r["rounds"]))
+            if best.get("peak_pct") is not None:  # levit: % of the dot peak at the best median
+                r["peak_pct"] = best["peak_pct"]
         else:
             r.setdefault("error", "not measured")
     ratios = {}
     lv = res.get("levit", {}).get("median_ms")
     for e in args.engines:
-        if e != "levit" and lv and res[e].get("median_ms"):
+        if e not in LEVIT_ENGINES and lv and res[e].get("median_ms"):
             ratios[f"levit/{e}"] = lv / res[e]["median_ms"]
+    lv16, ov16 = res.get("levit-bf16", {}).get("median_ms"), res.get("ov-bf16", {}).get("median_ms")
+    if lv16 and ov16:  # the like-for-like bf16 comparison
+        ratios["levit-bf16/ov-bf16"] = lv16 / ov16
     return {"threads": threads, "variant": name, "iters": args.iters, "engines": res, "ratios": ratios}
 
 
@@ -503,14 +545,18 @@ def report(results: list[dict], engines: list[str], markdown: bool) -> str:
     for threads in sorted({r["threads"] for r in results}):
         rows_t = [r for r in results if r["threads"] == threads]
         headers = ["variant"] + [f"{LABEL[e]} ms" for e in engines]
-        ratio_keys = [k for k in ("ov-f32", "ort", "ov-bf16", "torch") if k in engines and "levit" in engines][:2]
-        headers += [f"levit/{LABEL[k]}" for k in ratio_keys]
+        # levit f32 against the first two f32 peers present; levit bf16 against OV bf16
+        ratio_keys = [f"levit/{k}" for k in ("ov-f32", "ort", "ov-bf16", "torch")
+                      if k in engines and "levit" in engines][:2]
+        if "levit-bf16" in engines and "ov-bf16" in engines:
+            ratio_keys.append("levit-bf16/ov-bf16")
+        headers += ["/".join(LABEL[e] for e in k.split("/")) for k in ratio_keys]
         headers += [f"Δ {LABEL[e]}" for e in engines if e != "torch"]
         rows = []
         for r in rows_t:
             eng = r["engines"]
             row = [r["variant"].removeprefix("levit_")] + [ms_cell(eng[e]) for e in engines]
-            row += [f"{r['ratios'][f'levit/{k}']:.2f}" if f"levit/{k}" in r["ratios"] else "n/a" for k in ratio_keys]
+            row += [f"{r['ratios'][k]:.2f}" if k in r["ratios"] else "n/a" for k in ratio_keys]
             row += [diff_cell(eng[e].get("check")) for e in engines if e != "torch"]
             rows.append(row)
         title = f"{threads} thread{'s' if threads > 1 else ''}: median ms, batch 1 (best of the interleaved rounds)"
@@ -528,6 +574,7 @@ def report(results: list[dict], engines: list[str], markdown: bool) -> str:
                 "", render(headers, rows, markdown), ""]
     notes = ["Δ = max|logits - torch| / max(1, max|torch|) on the fixed input; * = top-5 differs from torch.",
              "levit/X < 1: levit is faster. RSS is each process's peak (Python peers include the interpreter)."]
+    notes += levit_kernel_notes(results, engines)
     prec = sorted({str(r["engines"]["ov-bf16"].get("info", {}).get("precision"))
                    for r in results if "ov-bf16" in r["engines"] and r["engines"]["ov-bf16"].get("info")})
     if prec:
@@ -543,6 +590,29 @@ def report(results: list[dict], engines: list[str], markdown: bool) -> str:
         notes.append("n/a: " + "; ".join(errs))
     out += [("- " if markdown else "") + n for n in notes]
     return "\n".join(out)
+
+
+def levit_kernel_notes(results: list[dict], engines: list[str]) -> list[str]:
+    """Per levit row: the GEMM kernel levit-bench chose, the measured dot peak, and the
+    share of it each variant reached at its best median (levit-bench's peak_pct)."""
+    notes = []
+    for e in (x for x in LEVIT_ENGINES if x in engines):
+        rs = [r for r in results if r["engines"][e].get("rounds")]
+        if not rs:
+            continue
+        eng = [r["engines"][e] for r in rs]
+        kernels = sorted({f"{x.get('gemm_kernel') or '?'} (ISA {x.get('isa') or '?'})" for x in eng})
+        peaks = [x["peak_gmacs"] for x in eng if x.get("peak_gmacs")]
+        line = f"{LABEL[e]}: GEMM kernel {', '.join(kernels)}"
+        if peaks:
+            line += (f"; measured dot peak {min(peaks):.0f}-{max(peaks):.0f} GMAC/s per core"
+                     if max(peaks) > 1.05 * min(peaks) else f"; measured dot peak {max(peaks):.0f} GMAC/s per core")
+        pct = [f"{r['variant'].removeprefix('levit_')} {r['threads']}T {r['engines'][e]['peak_pct']:.1f}%"
+               for r in rs if r["engines"][e].get("peak_pct") is not None]
+        if pct:
+            line += "; % of peak (threads x peak) at the best median: " + ", ".join(pct)
+        notes.append(line + ".")
+    return notes
 
 
 # --------------------------------------------------------------------------------------
@@ -570,7 +640,8 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print the tables as GitHub markdown")
     ap.add_argument("--seed", type=int, default=0, help="seed of the input image (default 0)")
     ap.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    ap.add_argument("--isa", help="force levit's SIMD path (avx512, avx2, portable)")
+    ap.add_argument("--isa", help="force levit's SIMD path for both levit rows (amx, avx512bf16, avx512, avx2, "
+                                  "portable)")
     ap.add_argument("--levit-root", type=Path, default=REPO, help="levit-rs workspace to build and run (default: "
                                                                   "the one holding this script)")
     ap.add_argument("--no-build", action="store_true", help="skip `cargo build --release` (binaries must exist)")
@@ -612,10 +683,10 @@ def main(argv=None) -> int:
     prepared = {}
     for n in names:
         t0 = time.time()
-        prepared[n] = prepare_variant(n, dump_dir, args.work, x, args.opset, levit_bin, args.isa)
-        c = prepared[n]["levit_check"]
+        prepared[n] = prepare_variant(n, dump_dir, args.work, x, args.opset, levit_bin, args.isa, args.engines)
+        checks = ", ".join(f"{LABEL[e]} {diff_cell(c)}" for e, c in prepared[n]["levit_checks"].items())
         log(f"prepared {n}: ONNX via {prepared[n]['onnx']['exporter']} ({prepared[n]['onnx']['nodes']} nodes), "
-            f"levit vs torch {diff_cell(c)}; {time.time() - t0:.1f}s")
+            f"vs torch: {checks}; {time.time() - t0:.1f}s")
 
     import importlib.metadata as md
 
