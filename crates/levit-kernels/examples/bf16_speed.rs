@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use levit_kernels::gemm::{self, Epilogue, GemmArgs, GemmKernel, PackedB};
-use levit_kernels::peak::best_rate;
+use levit_kernels::peak::{self, best_rate};
 use levit_kernels::{bf16, Activation, Isa, Precision};
 
 /// Bytes of weight copies the cold runs rotate over (more than any L3 here).
@@ -51,6 +51,22 @@ fn main() {
     let f32_of = |k: &GemmKernel| {
         GemmKernel::select(Precision::F32, k.isa().vector()).expect("an f32 kernel")
     };
+
+    // The core's own peak for each kernel's instruction: f32 FMAs (the f32 and the
+    // widening kernels), vdpbf16ps, AMX.
+    let mut peaks: Vec<(Precision, Isa)> = Vec::new();
+    for k in &bf16_kernels {
+        let dot = (k.isa() != k.isa().vector()).then_some((Precision::Bf16, k.isa()));
+        for key in dot.into_iter().chain([(Precision::F32, k.isa().vector())]) {
+            if !peaks.contains(&key) {
+                peaks.push(key);
+            }
+        }
+    }
+    for (precision, isa) in peaks {
+        let g = peak::dot_peak_gmacs(precision, isa, budget);
+        println!("peak {precision} on {isa}: {g:6.1} G multiply-adds/s");
+    }
 
     // Values in [-0.5, 0.5) from a multiplicative hash: deterministic, no pattern the
     // kernels could exploit.

@@ -58,28 +58,31 @@ unsafe fn tile<const R: usize>(t: &BTile) {
     let mut a = [core::ptr::null::<f32>(); R];
     a.copy_from_slice(&t.a[..R]);
     let high = _mm256_set1_epi32(0xFFFF_0000_u32 as i32);
-    // Pair `kp`'s row, widened: ([even step] x 2 halves, [odd step] x 2 halves).
-    let widen = |kp: usize| {
-        // SAFETY: the panel holds `KP/2 > kp` rows of 32 u16 (Tile contract).
-        let row = unsafe {
-            let p = t.b.add(kp * 32).cast::<__m256i>();
-            [_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))]
-        };
-        let even = row.map(|v| _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v)));
-        let odd = row.map(|v| _mm256_castsi256_ps(_mm256_and_si256(v, high)));
-        (even, odd)
+    let row = |kp: usize| t.b.wrapping_add(kp * 32).cast::<__m256i>();
+    // SAFETY (both): the panel holds `KP/2 > kp` rows of 32 u16 (Tile contract).
+    let even = |kp: usize| unsafe {
+        [0, 1].map(|h| {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_loadu_si256(row(kp).add(h))))
+        })
+    };
+    // The odd step loads the row again (`vlddqu`, which the compiler does not merge
+    // with the even step's load): keeping the loaded row live through the even step's
+    // FMAs would take two of the 16 ymm registers and spill an accumulator.
+    let odd = |kp: usize| unsafe {
+        [0, 1].map(|h| {
+            _mm256_castsi256_ps(_mm256_and_si256(_mm256_lddqu_si256(row(kp).add(h)), high))
+        })
     };
     for kp in 0..t.k / 2 {
-        let (even, odd) = widen(kp);
         // SAFETY: each row has t.k > 2kp + 1 readable floats (Tile contract).
         unsafe {
-            step(&mut acc, &a, 2 * kp, even);
-            step(&mut acc, &a, 2 * kp + 1, odd);
+            step(&mut acc, &a, 2 * kp, even(kp));
+            step(&mut acc, &a, 2 * kp + 1, odd(kp));
         }
     }
     if t.k % 2 == 1 {
         // An odd K ends with the even half of the last row (A is not read at K).
-        let (even, _) = widen(t.k / 2);
+        let even = even(t.k / 2);
         // SAFETY: as above, t.k - 1 < t.k.
         unsafe { step(&mut acc, &a, t.k - 1, even) };
     }
