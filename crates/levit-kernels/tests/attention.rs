@@ -483,3 +483,173 @@ proptest::proptest! {
         }
     }
 }
+
+/// The shapes of this file's tests plus extra edge cases, each with the activation
+/// and layout it runs with: `(heads, key_dim, val_dim, nq, nk, interleaved, act)`.
+fn bit_check_cases() -> Vec<(usize, usize, usize, usize, usize, bool, Activation)> {
+    let mut cases = Vec::new();
+    let mut case = 0;
+    for nk in [1, 16, 49, 196, 17] {
+        for nq in [1, 4, 16, 49, 196] {
+            for key_dim in [8, 16, 32, 64] {
+                for val_dim in [16, 32, 64, 128] {
+                    let interleaved = nq == nk && case % 2 == 0;
+                    cases.push((
+                        1 + case % 3,
+                        key_dim,
+                        val_dim,
+                        nq,
+                        nk,
+                        interleaved,
+                        ACTS[case % 3],
+                    ));
+                    case += 1;
+                }
+            }
+        }
+    }
+    for (heads, d, dv, n) in [(4, 16, 64, 196), (6, 32, 128, 49), (3, 16, 32, 17)] {
+        for act in ACTS {
+            cases.push((heads, d, dv, n, n, true, act));
+        }
+    }
+    for (key_dim, val_dim) in [
+        (1, 1),
+        (3, 7),
+        (5, 9),
+        (8, 17),
+        (13, 33),
+        (16, 80),
+        (7, 100),
+    ] {
+        for (nq, nk) in [(1, 1), (5, 3), (7, 33), (9, 65)] {
+            cases.push((2, key_dim, val_dim, nq, nk, false, Activation::HardSwish));
+        }
+    }
+    cases.extend(edge_cases());
+    cases
+}
+
+/// Edge cases of the blocking: nk around multiples of 32, nq around multiples of the
+/// query block (4), the widths LeViT uses and the vector-count tails around them.
+fn edge_cases() -> Vec<(usize, usize, usize, usize, usize, bool, Activation)> {
+    let mut cases = Vec::new();
+    let mut n = 0;
+    for nk in [1, 2, 15, 31, 32, 33, 47, 63, 64, 65, 100] {
+        for nq in [1, 2, 3, 5, 6, 7, 8, 13] {
+            for key_dim in [16, 32, 64] {
+                for val_dim in [8, 24, 32, 48, 64, 80, 96] {
+                    n += 1;
+                    // Every (nk, nq, key_dim, val_dim) once; heads and activation vary.
+                    cases.push((1 + n % 8, key_dim, val_dim, nq, nk, false, ACTS[n % 3]));
+                }
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+fn edge_shapes_match_reference() {
+    let mut rng = Rng::new(17);
+    for (heads, key_dim, val_dim, nq, nk, interleaved, act) in edge_cases() {
+        let p = Problem::new(&mut rng, heads, key_dim, val_dim, nq, nk, interleaved, act);
+        let want = p.reference();
+        for isa in Isa::supported() {
+            p.compare(isa.name(), &p.run(isa), &want);
+        }
+    }
+}
+
+#[test]
+fn row_splits_are_bit_identical() {
+    // Threads split a call over row ranges (`attention_rows`); every split point, QB
+    // aligned or not, must give the bits of the whole call.
+    let mut rng = Rng::new(18);
+    for (heads, key_dim, val_dim, nq, nk) in [(3, 16, 32, 13, 49), (2, 32, 64, 9, 33)] {
+        let p = Problem::new(
+            &mut rng,
+            heads,
+            key_dim,
+            val_dim,
+            nq,
+            nk,
+            false,
+            Activation::HardSwish,
+        );
+        let width = heads * val_dim;
+        for isa in Isa::supported() {
+            let whole = p.run(isa);
+            for split in 0..=nq {
+                let mut out = vec![f32::NAN; p.shape.out_len()];
+                let mut scratch = vec![f32::NAN; p.shape.scratch_len()];
+                let (lo, hi) = out.split_at_mut(split * width);
+                attention::attention_rows(isa, &p.args(), lo, &mut scratch, 0..split);
+                attention::attention_rows(isa, &p.args(), hi, &mut scratch, split..nq);
+                let same = out
+                    .iter()
+                    .zip(&whole)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{isa}: split at {split} of {nq}");
+            }
+        }
+    }
+}
+
+/// FNV-1a over the output bits.
+fn bits_hash(out: &[f32]) -> u64 {
+    out.iter().fold(0xcbf2_9ce4_8422_2325, |h, x| {
+        (h ^ x.to_bits() as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Refactoring aid, a no-op unless asked: `LEVIT_ATTENTION_BITS=FILE` writes a hash of
+/// every supported path's output bits for each case of [`bit_check_cases`] (one line
+/// per case and path); `LEVIT_ATTENTION_BITS_CHECK=FILE` recomputes them and fails on
+/// any line that differs from the same case and path in FILE. A change that must not
+/// move a single bit (a restructure of the kernels) writes the file before and checks
+/// after.
+#[test]
+fn output_bits_dump_or_check() {
+    let write = std::env::var("LEVIT_ATTENTION_BITS").ok();
+    let check = std::env::var("LEVIT_ATTENTION_BITS_CHECK").ok();
+    if write.is_none() && check.is_none() {
+        return;
+    }
+    let mut rng = Rng::new(19);
+    let mut lines = Vec::new();
+    for (n, (heads, key_dim, val_dim, nq, nk, interleaved, act)) in
+        bit_check_cases().into_iter().enumerate()
+    {
+        let p = Problem::new(&mut rng, heads, key_dim, val_dim, nq, nk, interleaved, act);
+        for isa in Isa::supported() {
+            lines.push(format!(
+                "{n} {isa} H{heads} D{key_dim} Dv{val_dim} nq{nq} nk{nk} {act:?}: {:016x}",
+                bits_hash(&p.run(isa))
+            ));
+        }
+    }
+    if let Some(path) = write {
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        println!("wrote {} lines to {path}", lines.len());
+    }
+    if let Some(path) = check {
+        // Lines are matched by their label (case and path), so a file written with
+        // other paths (another CPU, `LEVIT_ISA`, a new path) checks what both have.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let want: std::collections::HashMap<&str, &str> =
+            text.lines().filter_map(|l| l.split_once(": ")).collect();
+        let (mut same, mut diff, mut unknown) = (0, Vec::new(), 0);
+        for line in &lines {
+            let (label, hash) = line.split_once(": ").unwrap();
+            match want.get(label) {
+                Some(&h) if h == hash => same += 1,
+                Some(_) => diff.push(line.as_str()),
+                None => unknown += 1,
+            }
+        }
+        assert!(diff.is_empty(), "{} lines differ: {diff:#?}", diff.len());
+        assert!(same > 0, "{path}: no line in common");
+        println!("{same} lines match {path}; {unknown} not in it");
+    }
+}

@@ -4,19 +4,28 @@
 //!
 //! q, k and v are read in place from the projection outputs through [`HeadView`]s, so
 //! no transpose or split pass is needed.
-
 //!
-//! # Paths
-//! `avx512.rs`, `avx2.rs` and `portable.rs` share one plan: per head, K is transposed
-//! into scratch (`kt[d][m]`, keys zero-padded to a multiple of 32) so that the scores of a
-//! block of up to 4 query rows are a small register-tiled GEMM; the softmax runs
-//! in place on the padded score rows (padding = `-inf`); `p·V` reads V rows in place
-//! and accumulates the block's output rows in registers.
+//! # Structure
+//! The algorithm is written once, in `driver.rs`, generic over a small trait of vector
+//! primitives (`driver::AttnVec`: loads and stores, masked ones, FMA, max, `exp`, the
+//! activation, horizontal sums, a prefetch, and the tile sizes). Per head, K is
+//! transposed into scratch (`kt[d][m]`, keys zero-padded to a multiple of 32) so that
+//! the scores of a block of up to 4 query rows are a small register-tiled GEMM; the
+//! softmax runs in place on the padded score rows (padding = `-inf`); `p·V` reads V
+//! rows in place and accumulates the block's output rows in registers.
+//!
+//! `avx512.rs`, `avx2.rs` and `portable.rs` hold only those primitives, for
+//! `__m512`, `__m256` and `wide::f32x8`, and an entry point. On x86 the entry is a
+//! `#[target_feature]` function that calls the `#[inline(always)]` driver, so LLVM
+//! compiles the driver and the (also `#[inline(always)]`) primitives inside it with
+//! that instruction set: one copy of the kernels per path, no calls in the loops.
+//! `reference.rs` is the scalar truth the tests compare the paths against.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod driver;
 mod portable;
 pub mod reference;
 
@@ -196,14 +205,17 @@ pub fn attention_rows(
         return;
     }
     match isa {
+        Isa::Portable => portable::attention(args, out, scratch, rows),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the assert above checked this CPU runs the AVX-512 path, `check`
-        // validated every index the kernel touches, `out` holds the rows, and nk > 0.
-        Isa::Avx512 => unsafe { avx512::attention(args, out, scratch, rows) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, for AVX2 + FMA.
+        // SAFETY: the assert above checked this CPU runs AVX2 + FMA, `check` validated
+        // every index the kernel touches, `out` holds the rows, and nk > 0.
         Isa::Avx2 => unsafe { avx2::attention(args, out, scratch, rows) },
-        _ => portable::attention(args, out, scratch, rows),
+        // `Avx512`, and any level above it: each includes AVX-512F/VL/DQ/BW + FMA.
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX-512.
+        _ => unsafe { avx512::attention(args, out, scratch, rows) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("{isa} passed `is_supported` off x86-64"),
     }
 }
 

@@ -1,13 +1,14 @@
-//! Portable attention on `wide::f32x8` (the aarch64 path), in safe code.
-//!
-//! Same plan as `avx512.rs`: scores in blocks of up to [`QB`] = 4 query rows x 16 keys
-//! (2 f32x8) = 8 accumulators (16 NEON registers on aarch64); `p·V` over the 4 rows x
-//! 16 columns of `val_dim` (8 accumulators). Partial vectors go through small arrays.
+//! The portable primitives of the attention driver (`driver.rs`) on `wide::f32x8`
+//! (the aarch64 path): scores in blocks of 16 keys (2 f32x8), `p·V` up to 2 f32x8 of
+//! `val_dim` per pass (4 rows x 2 = 8 accumulators: 16 NEON registers on aarch64).
+//! Lane masks are lane counts; partial vectors go through small arrays.
 
 use wide::f32x8;
 
-use super::{AttentionArgs, KEY_PAD, QB};
-use crate::vecmath::portable::{activate, exp, load_partial};
+use super::driver::{self, AttnVec};
+use super::AttentionArgs;
+use crate::vecmath::portable as vm;
+use crate::Activation;
 
 /// Runs attention on the portable path (`args` already checked, `nk > 0`).
 pub(super) fn attention(
@@ -16,179 +17,120 @@ pub(super) fn attention(
     scratch: &mut [f32],
     rows: core::ops::Range<usize>,
 ) {
-    let s = args.shape;
-    debug_assert!(s.nk > 0 && KEY_PAD.is_multiple_of(16));
-    let nkp = s.nk.div_ceil(KEY_PAD) * KEY_PAD;
-    let (kt, rest) = scratch.split_at_mut(s.key_dim * nkp);
-    let probs = &mut rest[..QB * nkp];
-    let row_width = s.heads * s.val_dim;
-    for h in 0..s.heads {
-        super::transpose_keys(args, h, nkp, kt);
-        let mut i0 = rows.start;
-        while i0 < rows.end {
-            let r = QB.min(rows.end - i0);
-            let max = match r {
-                1 => scores::<1>(args, h, i0, kt, nkp, probs),
-                2 => scores::<2>(args, h, i0, kt, nkp, probs),
-                3 => scores::<3>(args, h, i0, kt, nkp, probs),
-                _ => scores::<4>(args, h, i0, kt, nkp, probs),
-            };
-            let mut sums = [1.0f32; QB];
-            for rr in 0..r {
-                sums[rr] = softmax_row(&mut probs[rr * nkp..][..nkp], max[rr]);
-            }
-            let mut j0 = 0;
-            while j0 < s.val_dim {
-                let w = 16.min(s.val_dim - j0);
-                match r {
-                    1 => pv::<1>(
-                        args,
-                        h,
-                        j0,
-                        w,
-                        probs,
-                        nkp,
-                        &sums,
-                        row_width,
-                        &mut out[(i0 - rows.start) * row_width..],
-                    ),
-                    2 => pv::<2>(
-                        args,
-                        h,
-                        j0,
-                        w,
-                        probs,
-                        nkp,
-                        &sums,
-                        row_width,
-                        &mut out[(i0 - rows.start) * row_width..],
-                    ),
-                    3 => pv::<3>(
-                        args,
-                        h,
-                        j0,
-                        w,
-                        probs,
-                        nkp,
-                        &sums,
-                        row_width,
-                        &mut out[(i0 - rows.start) * row_width..],
-                    ),
-                    _ => pv::<4>(
-                        args,
-                        h,
-                        j0,
-                        w,
-                        probs,
-                        nkp,
-                        &sums,
-                        row_width,
-                        &mut out[(i0 - rows.start) * row_width..],
-                    ),
-                }
-                j0 += w;
-            }
-            i0 += r;
-        }
-    }
+    // SAFETY: every CPU runs the portable path; the caller (`attention_rows`) checked
+    // the operands, that `rows` lies in `0..nq` and `out` holds them, and that nk > 0.
+    unsafe { driver::attention::<Portable>(args, out, scratch, rows) }
 }
 
-/// Scores of query rows `i0..i0+R` of head `h` into `probs` (padded keys: -inf);
-/// returns the row maxima.
-fn scores<const R: usize>(
-    args: &AttentionArgs,
-    h: usize,
-    i0: usize,
-    kt: &[f32],
-    nkp: usize,
-    probs: &mut [f32],
-) -> [f32; QB] {
-    let s = args.shape;
-    let q: [&[f32]; R] =
-        core::array::from_fn(|r| &args.q[args.q_view.at(i0 + r, h)..][..s.key_dim]);
-    let mut vmax = [f32::NEG_INFINITY; QB];
-    for c in (0..nkp).step_by(16) {
-        let mut acc = [[f32x8::splat(0.0); 2]; R];
-        for d in 0..s.key_dim {
-            let k = &kt[d * nkp + c..][..16];
-            let k0 = f32x8::new(k[..8].try_into().unwrap());
-            let k1 = f32x8::new(k[8..].try_into().unwrap());
-            for r in 0..R {
-                let qv = f32x8::splat(q[r][d]);
-                acc[r][0] = qv.mul_add(k0, acc[r][0]);
-                acc[r][1] = qv.mul_add(k1, acc[r][1]);
-            }
-        }
-        let valid = s.nk.saturating_sub(c).min(16);
-        for r in 0..R {
-            let bias = &args.bias[(h * s.nq + i0 + r) * s.nk..][..s.nk];
-            let row = &mut probs[r * nkp + c..][..16];
-            for (half, acc) in acc[r].iter().enumerate() {
-                let sv = (*acc * f32x8::splat(s.scale)).to_array();
-                for (l, &x) in sv.iter().enumerate() {
-                    let m = half * 8 + l;
-                    row[m] = if m < valid {
-                        x + bias[c + m]
-                    } else {
-                        f32::NEG_INFINITY
-                    };
-                    vmax[r] = vmax[r].max(row[m]);
-                }
-            }
-        }
-    }
-    vmax
+/// `wide`, every target.
+pub(super) struct Portable;
+
+/// `a` in lanes `0..n`, `b` elsewhere.
+#[inline(always)]
+fn blend(n: usize, a: f32x8, b: f32x8) -> f32x8 {
+    let (a, b) = (a.to_array(), b.to_array());
+    f32x8::new(core::array::from_fn(|l| if l < n { a[l] } else { b[l] }))
 }
 
-/// `p = exp(s - max)` in place over one padded row; returns `Σ p`.
-fn softmax_row(row: &mut [f32], max: f32) -> f32 {
-    let mv = f32x8::splat(max);
-    let mut sum = f32x8::splat(0.0);
-    for c in row.chunks_exact_mut(8) {
-        let e = exp(f32x8::new((&*c).try_into().unwrap()) - mv);
-        c.copy_from_slice(&e.to_array());
-        sum += e;
-    }
-    sum.reduce_add()
-}
+// SAFETY: `load`/`store` touch `p[0..8]`, the masked forms `p[0..n]` only (through
+// an array), and `prefetch` does nothing.
+unsafe impl AttnVec for Portable {
+    type F = f32x8;
+    /// Lanes `0..n`.
+    type Mask = usize;
+    const LANES: usize = 8;
+    const JV: usize = 2;
+    /// One chain: the sum this path has always computed (two would round differently).
+    const SUM_CHAINS: usize = 1;
 
-/// `out[r][h*val_dim + j0 ..][..w] = act((Σ_m p[r][m] v[m][j0..]) / sum[r])`, where
-/// `out` starts at the block's first query row.
-#[allow(clippy::too_many_arguments)]
-fn pv<const R: usize>(
-    args: &AttentionArgs,
-    h: usize,
-    j0: usize,
-    w: usize,
-    probs: &[f32],
-    nkp: usize,
-    sums: &[f32; QB],
-    row_width: usize,
-    out: &mut [f32],
-) {
-    let s = args.shape;
-    let mut acc = [[f32x8::splat(0.0); 2]; R];
-    for m in 0..s.nk {
-        let v = &args.kv[args.v_view.at(m, h) + j0..][..w];
-        let v0 = load_partial(v, w.min(8));
-        let v1 = if w > 8 {
-            load_partial(&v[8..], w - 8)
-        } else {
-            f32x8::splat(0.0)
-        };
-        for r in 0..R {
-            let p = f32x8::splat(probs[r * nkp + m]);
-            acc[r][0] = p.mul_add(v0, acc[r][0]);
-            acc[r][1] = p.mul_add(v1, acc[r][1]);
-        }
+    #[inline(always)]
+    unsafe fn zero() -> f32x8 {
+        f32x8::splat(0.0)
     }
-    for r in 0..R {
-        let sum = f32x8::splat(sums[r]);
-        let o = &mut out[r * row_width + h * s.val_dim + j0..][..w];
-        let lo = activate(args.act, acc[r][0] / sum).to_array();
-        let hi = activate(args.act, acc[r][1] / sum).to_array();
-        for (j, o) in o.iter_mut().enumerate() {
-            *o = if j < 8 { lo[j] } else { hi[j - 8] };
-        }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> f32x8 {
+        f32x8::splat(x)
     }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> f32x8 {
+        // SAFETY: the caller guarantees p[0..8] is in bounds (trait contract).
+        f32x8::new(unsafe { p.cast::<[f32; 8]>().read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: f32x8) {
+        // SAFETY: the caller guarantees p[0..8] is in bounds (trait contract).
+        unsafe { p.cast::<[f32; 8]>().write_unaligned(v.to_array()) }
+    }
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> usize {
+        debug_assert!(n <= 8);
+        n
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, n: usize) -> f32x8 {
+        if n == 8 {
+            // SAFETY: a full mask: p[0..8] is in bounds (trait contract).
+            return unsafe { Self::load(p) };
+        }
+        let mut a = [0.0f32; 8];
+        // SAFETY: the caller guarantees p[0..n] is in bounds, and n <= 8.
+        unsafe { core::ptr::copy_nonoverlapping(p, a.as_mut_ptr(), n) };
+        f32x8::new(a)
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, n: usize, v: f32x8) {
+        if n == 8 {
+            // SAFETY: a full mask: p[0..8] is in bounds (trait contract).
+            return unsafe { Self::store(p, v) };
+        }
+        // SAFETY: the caller guarantees p[0..n] is in bounds, and n <= 8.
+        unsafe { core::ptr::copy_nonoverlapping(v.to_array().as_ptr(), p, n) };
+    }
+    #[inline(always)]
+    unsafe fn select(n: usize, a: f32x8, b: f32x8) -> f32x8 {
+        blend(n, a, b)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: f32x8, b: f32x8, c: f32x8) -> f32x8 {
+        a.mul_add(b, c)
+    }
+    #[inline(always)]
+    unsafe fn scale_bias(acc: f32x8, scale: f32x8, bias: f32x8) -> f32x8 {
+        acc * scale + bias
+    }
+    #[inline(always)]
+    unsafe fn add(a: f32x8, b: f32x8) -> f32x8 {
+        a + b
+    }
+    #[inline(always)]
+    unsafe fn sub(a: f32x8, b: f32x8) -> f32x8 {
+        a - b
+    }
+    #[inline(always)]
+    unsafe fn div(a: f32x8, b: f32x8) -> f32x8 {
+        a / b
+    }
+    #[inline(always)]
+    unsafe fn max(a: f32x8, b: f32x8) -> f32x8 {
+        a.max(b)
+    }
+    #[inline(always)]
+    unsafe fn exp_nonpositive(x: f32x8) -> f32x8 {
+        // The general `exp`: the bits this path has always produced.
+        vm::exp(x)
+    }
+    #[inline(always)]
+    unsafe fn activate(act: Activation, x: f32x8) -> f32x8 {
+        vm::activate(act, x)
+    }
+    #[inline(always)]
+    unsafe fn reduce_add(x: f32x8) -> f32 {
+        x.reduce_add()
+    }
+    #[inline(always)]
+    unsafe fn reduce_max(x: f32x8) -> f32 {
+        x.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max)
+    }
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
 }
