@@ -204,18 +204,19 @@ pub fn attention_rows(
         reference::attention_rows(args, out, scratch, rows);
         return;
     }
-    match isa {
+    // The levels above AVX-512 differ only in their GEMM kernels: attention runs the
+    // level's vector family.
+    match isa.vector() {
         Isa::Portable => portable::attention(args, out, scratch, rows),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the assert above checked this CPU runs AVX2 + FMA, `check` validated
         // every index the kernel touches, `out` holds the rows, and nk > 0.
         Isa::Avx2 => unsafe { avx2::attention(args, out, scratch, rows) },
-        // `Avx512`, and any level above it: each includes AVX-512F/VL/DQ/BW + FMA.
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, for AVX-512.
-        _ => unsafe { avx512::attention(args, out, scratch, rows) },
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("{isa} passed `is_supported` off x86-64"),
+        // SAFETY: as above, for AVX-512 (every level whose family is AVX-512 includes
+        // AVX-512F/VL/DQ/BW + FMA).
+        Isa::Avx512 => unsafe { avx512::attention(args, out, scratch, rows) },
+        other => unreachable!("{other} is not a vector family this target runs"),
     }
 }
 
