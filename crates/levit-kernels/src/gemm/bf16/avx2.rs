@@ -59,7 +59,8 @@ unsafe fn tile<const R: usize>(t: &BTile) {
     a.copy_from_slice(&t.a[..R]);
     let high = _mm256_set1_epi32(0xFFFF_0000_u32 as i32);
     let row = |kp: usize| t.b.wrapping_add(kp * 32).cast::<__m256i>();
-    // SAFETY (both): the panel holds `KP/2 > kp` rows of 32 u16 (Tile contract).
+    // SAFETY: the panel holds `KP/2 > kp` rows of 32 u16 (Tile contract), so both
+    // 32-byte halves of row `kp` are readable.
     let even = |kp: usize| unsafe {
         [0, 1].map(|h| {
             _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_loadu_si256(row(kp).add(h))))
@@ -68,6 +69,7 @@ unsafe fn tile<const R: usize>(t: &BTile) {
     // The odd step loads the row again (`vlddqu`, which the compiler does not merge
     // with the even step's load): keeping the loaded row live through the even step's
     // FMAs would take two of the 16 ymm registers and spill an accumulator.
+    // SAFETY: as for `even`: row `kp` of the panel is readable.
     let odd = |kp: usize| unsafe {
         [0, 1].map(|h| {
             _mm256_castsi256_ps(_mm256_and_si256(_mm256_lddqu_si256(row(kp).add(h)), high))
