@@ -653,3 +653,27 @@ fn output_bits_dump_or_check() {
         println!("{same} lines match {path}; {unknown} not in it");
     }
 }
+
+#[test]
+fn every_level_runs_its_vector_familys_attention() {
+    // The levels above AVX-512 change only the GEMM kernels: attention on them must be
+    // the AVX-512 kernel bit for bit, not a silent fallback to another path (whose
+    // rounding differs: portable multiplies and adds where AVX-512 fuses).
+    let mut rng = Rng::new(19);
+    let p = Problem::new(&mut rng, 4, 16, 32, 49, 49, false, Activation::HardSwish);
+    let bits = |isa: Isa| -> Vec<u32> { p.run(isa).iter().map(|x| x.to_bits()).collect() };
+    for isa in Isa::supported() {
+        assert!(
+            bits(isa) == bits(isa.vector()),
+            "{isa} does not run the {} attention",
+            isa.vector()
+        );
+    }
+    // The check can tell the paths apart on this problem.
+    if Isa::Avx512.is_supported() {
+        assert!(
+            bits(Isa::Avx512) != bits(Isa::Portable),
+            "the paths agree bitwise here"
+        );
+    }
+}
