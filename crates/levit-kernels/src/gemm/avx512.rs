@@ -8,14 +8,9 @@
 //! tiles, e.g. 49 = 10+10+10+10+9, so there is no 1-row straggler). Partial column
 //! panels are computed in full (B is zero-padded) and stored with a lane mask.
 
+use super::{f32_panel_len, Tiles};
 use super::{Epilogue, RowPtrs, Taps, Tile};
 use crate::vecmath::avx512::{activate, mask};
-
-use std::ops::Range;
-
-use super::kernel::{GemmKernel, Split};
-use super::{drive, f32_panel_len, GemmArgs, Segments, Tiles};
-use crate::{Isa, Precision};
 
 /// Tallest row tile.
 pub(crate) const MR: usize = 12;
@@ -285,41 +280,4 @@ pub(crate) const F32_TILES: Tiles<f32> = Tiles {
     run: rows::run_tile,
 };
 
-/// The f32 kernel, where this CPU runs it.
-pub(crate) fn f32_kernel() -> Option<GemmKernel> {
-    Isa::Avx512.is_supported().then_some(GemmKernel {
-        name: "avx512_f32_12x32",
-        precision: Precision::F32,
-        isa: Isa::Avx512,
-        split: Split {
-            rows: F32_TILES.mr,
-            panels: F32_TILES.np,
-        },
-        block: f32_block,
-    })
-}
-
-/// # Safety
-/// As [`super::kernel::BlockFn`].
-unsafe fn f32_block(
-    args: &GemmArgs,
-    c: *mut f32,
-    c_len: usize,
-    rows: Range<usize>,
-    panels: Range<usize>,
-) {
-    let b = args.b.f32().expect("f32 kernel given other weights");
-    // SAFETY: forwarded from `BlockFn`'s contract; `b` is `args.b`'s f32 slice.
-    unsafe {
-        drive(
-            &F32_TILES,
-            args,
-            b,
-            Segments::whole(args.k),
-            c,
-            c_len,
-            rows,
-            panels,
-        )
-    }
-}
+super::tiled_kernel!(f32_kernel, F32, f32, "avx512_f32_12x32", Avx512, F32_TILES);

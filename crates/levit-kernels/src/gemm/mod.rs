@@ -24,6 +24,61 @@
 //! whatever tile or block computes it, so a path's results do not depend on how the
 //! work is split (rows, panels or threads): they are deterministic.
 
+/// Defines a kernel file's registry constructor `$ctor()` for the tiles `$tiles` run
+/// by the shared blocking loop ([`drive`]): the kernel `$name` of precision
+/// `Precision::$precision` (weights read with `PackedB::$slice`) and level `Isa::$isa`,
+/// split by its tall tile. Every register-tiled kernel, f32 or bf16, registers this way.
+macro_rules! tiled_kernel {
+    ($ctor:ident, $precision:ident, $slice:ident, $name:literal, $isa:ident, $tiles:expr) => {
+        /// The kernel, where this CPU runs it.
+        pub(crate) fn $ctor() -> Option<$crate::gemm::GemmKernel> {
+            $crate::Isa::$isa
+                .is_supported()
+                .then_some($crate::gemm::GemmKernel {
+                    name: $name,
+                    precision: $crate::Precision::$precision,
+                    isa: $crate::Isa::$isa,
+                    split: $crate::gemm::Split {
+                        rows: $tiles.mr,
+                        panels: $tiles.np,
+                    },
+                    block: tiled_block,
+                })
+        }
+
+        /// # Safety
+        /// As [`BlockFn`]($crate::gemm::kernel::BlockFn).
+        unsafe fn tiled_block(
+            args: &$crate::gemm::GemmArgs,
+            c: *mut f32,
+            c_len: usize,
+            rows: std::ops::Range<usize>,
+            panels: std::ops::Range<usize>,
+        ) {
+            let b = args
+                .b
+                .$slice()
+                .expect(concat!($name, " given weights of another precision"));
+            // SAFETY: forwarded from `BlockFn`'s contract; `b` is `args.b`'s slice in
+            // the kernel's precision and the kernel was constructed only where `$isa`
+            // is supported.
+            unsafe {
+                $crate::gemm::drive(
+                    &$tiles,
+                    args,
+                    b,
+                    $crate::gemm::Segments::whole(args.k),
+                    c,
+                    c_len,
+                    rows,
+                    panels,
+                )
+            }
+        }
+    };
+}
+pub(crate) use tiled_kernel;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]

@@ -101,4 +101,4 @@ const TILES: Tiles<u16> = Tiles {
     run: run_tile,
 };
 
-super::drive_kernel!("avx2_bf16w_6x16", Avx2, TILES);
+crate::gemm::tiled_kernel!(bf16_kernel, Bf16, bf16, "avx2_bf16w_6x16", Avx2, TILES);

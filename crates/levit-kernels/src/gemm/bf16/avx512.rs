@@ -80,4 +80,4 @@ const TILES: Tiles<u16> = Tiles {
     run: rows::run_tile,
 };
 
-super::drive_kernel!("avx512_bf16w_12x32", Avx512, TILES);
+crate::gemm::tiled_kernel!(bf16_kernel, Bf16, bf16, "avx512_bf16w_12x32", Avx512, TILES);

@@ -136,4 +136,11 @@ const TILES: Tiles<u16> = Tiles {
     run: rows::run_tile,
 };
 
-super::drive_kernel!("avx512bf16_bf16_12x32", Avx512Bf16, TILES);
+crate::gemm::tiled_kernel!(
+    bf16_kernel,
+    Bf16,
+    bf16,
+    "avx512bf16_bf16_12x32",
+    Avx512Bf16,
+    TILES
+);

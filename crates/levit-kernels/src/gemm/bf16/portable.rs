@@ -88,4 +88,11 @@ const TILES: Tiles<u16> = Tiles {
     run: run_tile,
 };
 
-super::drive_kernel!("portable_bf16w_4x16", Portable, TILES);
+crate::gemm::tiled_kernel!(
+    bf16_kernel,
+    Bf16,
+    bf16,
+    "portable_bf16w_4x16",
+    Portable,
+    TILES
+);
