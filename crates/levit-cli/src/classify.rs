@@ -12,24 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use levit::imagenet::{top_k, Prediction};
 use levit::preprocess::{open_image_with, Orientation, Preprocess};
 use levit::{Engine, Model};
 use serde_json::json;
 
-use crate::labels;
-
 /// File extensions picked up when walking a directory (case-insensitive). Files named
 /// on the command line are decoded whatever their name.
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
-
-/// One class and its softmax probability.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Prediction {
-    /// Class index.
-    pub class: usize,
-    /// Softmax probability in [0, 1].
-    pub probability: f32,
-}
 
 /// What happened to one input.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,19 +93,19 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Vec<Input> {
             Ok(_) => out.push(Input::File(path.clone())),
             Err(e) => out.push(Input::Failed(
                 path.clone(),
-                format!("cannot read {}: {}", path.display(), io_reason(&e)),
+                format!("cannot read image {}: {}", path.display(), io_reason(&e)),
             )),
         }
     }
     out
 }
 
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => e.to_string(),
-    }
+/// An OS error worded as the library words it ("no such file or directory").
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error ").next().unwrap_or_default();
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }
 
 fn walk(dir: &Path, out: &mut Vec<Input>, depth: usize) {
@@ -158,29 +148,6 @@ pub fn is_image_name(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// Softmax over `logits`, then the `k` most probable classes, best first (ties: lower
-/// index first).
-pub fn top_k(logits: &[f32], k: usize) -> Vec<Prediction> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    let mut ranked: Vec<Prediction> = exps
-        .iter()
-        .enumerate()
-        .map(|(class, &e)| Prediction {
-            class,
-            probability: (e / sum) as f32,
-        })
-        .collect();
-    ranked.sort_by(|a, b| {
-        b.probability
-            .total_cmp(&a.probability)
-            .then(a.class.cmp(&b.class))
-    });
-    ranked.truncate(k);
-    ranked
-}
-
 /// Decodes, preprocesses and classifies one file with `engine` (`buf`: the engine's
 /// input, `3 * img_size²` floats). The error is one line naming the file.
 pub fn classify_file(
@@ -195,10 +162,9 @@ pub fn classify_file(
         .preprocess
         .run_into(&image, buf)
         .map_err(|e| one_line(format!("{}: {e}", path.display())))?;
-    let logits = engine
-        .infer(buf)
-        .map_err(|e| one_line(format!("{}: {e}", path.display())))?;
-    Ok(top_k(logits, options.top))
+    let in_file = |e: levit::Error| one_line(format!("{}: {e}", path.display()));
+    let logits = engine.infer(buf).map_err(in_file)?;
+    top_k(logits, options.top).map_err(in_file)
 }
 
 /// Checks that `model` takes RGB images the transform can make.
@@ -287,21 +253,17 @@ pub fn run(
 }
 
 /// The text block printed for one outcome (`None` for a failure: those go to stderr).
-pub fn format_text(outcome: &Outcome, num_classes: usize) -> Option<String> {
+pub fn format_text(outcome: &Outcome) -> Option<String> {
     let predictions = outcome.result.as_ref().ok()?;
     let mut s = format!("{}\n", outcome.path.display());
     for p in predictions {
-        s += &format!(
-            "  {:6.2}%  {}\n",
-            100.0 * p.probability,
-            labels::class_name(num_classes, p.class)
-        );
+        s += &format!("  {:6.2}%  {}\n", 100.0 * p.probability, p.label());
     }
     Some(s)
 }
 
 /// The JSON object (one line of `--json` output) for one outcome.
-pub fn format_json(outcome: &Outcome, num_classes: usize) -> serde_json::Value {
+pub fn format_json(outcome: &Outcome) -> serde_json::Value {
     let path = outcome.path.display().to_string();
     match &outcome.result {
         Ok(predictions) => {
@@ -310,8 +272,8 @@ pub fn format_json(outcome: &Outcome, num_classes: usize) -> serde_json::Value {
                 .map(|p| {
                     json!({
                         "class": p.class,
-                        "label": labels::class_name(num_classes, p.class),
-                        "synset": labels::synset(num_classes, p.class),
+                        "label": p.label(),
+                        "synset": p.synset(),
                         "probability": p.probability,
                     })
                 })
@@ -325,21 +287,6 @@ pub fn format_json(outcome: &Outcome, num_classes: usize) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn top_k_is_a_sorted_softmax() {
-        let top = top_k(&[1.0, 3.0, 2.0, 3.0], 3);
-        let classes: Vec<usize> = top.iter().map(|p| p.class).collect();
-        assert_eq!(classes, [1, 3, 2]);
-        let z = 2.0 * 3f64.exp() + 2f64.exp() + 1f64.exp();
-        assert!((top[0].probability as f64 - 3f64.exp() / z).abs() < 1e-6);
-        assert_eq!(top_k(&[0.0; 3], 10).len(), 3);
-        let all: f32 = top_k(&[5.0, -1.0, 0.5], 3)
-            .iter()
-            .map(|p| p.probability)
-            .sum();
-        assert!((all - 1.0).abs() < 1e-6);
-    }
 
     #[test]
     fn image_names() {
@@ -377,17 +324,21 @@ pub struct Args {
 
 /// Exit status of `levit classify` when some inputs failed and the others ran.
 pub const EXIT_SOME_FAILED: u8 = 3;
+/// Exit status of `levit classify` when every input failed (as for a run that could not
+/// start: nothing was classified).
+pub const EXIT_NONE_CLASSIFIED: u8 = 1;
 
 /// Runs `levit classify`: prints results to stdout (text or JSON Lines), failures and
 /// the summary to stderr. Returns the exit status: 0 when every image was classified,
-/// [`EXIT_SOME_FAILED`] when some failed; `Err` when nothing could run.
+/// [`EXIT_SOME_FAILED`] when some failed and the others were classified,
+/// [`EXIT_NONE_CLASSIFIED`] when every image failed; `Err` when nothing could run.
 pub fn command(args: &Args) -> anyhow::Result<u8> {
     use std::io::{IsTerminal, Write};
 
     let model = Arc::new(crate::model::load(&args.model, &args.load)?);
     let preprocess = Preprocess {
         crop_pct: args.crop_pct,
-        ..Preprocess::for_config(model.config())
+        ..model.preprocessing()
     };
     check_model(&model, &preprocess)?;
     let inputs = collect_inputs(&args.inputs);
@@ -417,7 +368,6 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
             Orientation::Ignore
         },
     };
-    let num_classes = model.num_classes();
     let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(inputs.len() as u64);
         bar.set_style(
@@ -437,8 +387,8 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
                 eprintln!("levit: error: {reason}");
             }
             if args.json {
-                writeln!(out, "{}", format_json(&outcome, num_classes))?;
-            } else if let Some(text) = format_text(&outcome, num_classes) {
+                writeln!(out, "{}", format_json(&outcome))?;
+            } else if let Some(text) = format_text(&outcome) {
                 out.write_all(text.as_bytes())?;
             }
             out.flush()
@@ -472,7 +422,9 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
         summary.workers,
         if summary.workers == 1 { "" } else { "s" },
     );
-    Ok(if summary.failed > 0 {
+    Ok(if summary.failed == summary.images {
+        EXIT_NONE_CLASSIFIED
+    } else if summary.failed > 0 {
         EXIT_SOME_FAILED
     } else {
         0

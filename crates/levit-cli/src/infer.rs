@@ -45,6 +45,15 @@ fn infer(model: levit::Model, input: &Path, output: &Path) -> Result<()> {
     let mut engine = Engine::new(Arc::new(model));
     let classes = config.num_classes;
     let mut logits = vec![0.0f32; images * classes];
+    let start = std::time::Instant::now();
     engine.infer_batch(&x.data, &mut logits)?;
-    npy::write_f32(output, &[images, classes], &logits)
+    let elapsed = start.elapsed();
+    npy::write_f32(output, &[images, classes], &logits)?;
+    eprintln!(
+        "levit: wrote float32 logits [{images}, {classes}] to {} ({images} image{} in {:.3} s)",
+        output.display(),
+        if images == 1 { "" } else { "s" },
+        elapsed.as_secs_f64()
+    );
+    Ok(())
 }

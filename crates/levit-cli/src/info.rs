@@ -195,7 +195,7 @@ impl Info {
             format!(
                 "classes       {}{}",
                 c.num_classes,
-                if c.num_classes == crate::labels::IMAGENET_CLASSES {
+                if c.num_classes == levit::imagenet::NUM_CLASSES {
                     " (ImageNet-1k names built in)"
                 } else {
                     ""

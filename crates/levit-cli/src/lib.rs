@@ -4,12 +4,10 @@
 //! * [`classify`]: photos in, ImageNet classes out (parallel, one engine per worker);
 //! * [`info`]: what a model file holds and how it will run here;
 //! * [`infer`]: raw `.npy` tensors in and out;
-//! * [`labels`]: the built-in ImageNet-1k class names;
 //! * [`npy`]: f32 `.npy` reading and writing with clear errors.
 
 pub mod classify;
 pub mod infer;
 pub mod info;
-pub mod labels;
 pub mod model;
 pub mod npy;

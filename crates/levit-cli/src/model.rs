@@ -53,13 +53,22 @@ pub fn describe(path: &Path, e: levit::Error) -> anyhow::Error {
     let shown = path.display();
     match e {
         levit::Error::Format(FormatError::Io { source, .. }) => {
-            anyhow!("cannot read model {shown}: {source}")
+            anyhow!(
+                "cannot read model {shown}: {}",
+                crate::classify::io_reason(&source)
+            )
         }
         levit::Error::Format(FormatError::NotAFile { .. }) => {
             anyhow!("model {shown} is not a regular file")
         }
-        levit::Error::Format(FormatError::NotLevit(_) | FormatError::Container(_)) => anyhow!(
-            "{shown} is not a levit model file ({e}); convert checkpoints with `levit-weights convert`"
+        // The conversion hint first: the likeliest cause is a checkpoint passed as is.
+        levit::Error::Format(FormatError::NotLevit(why)) => anyhow!(
+            "{shown} is a safetensors file but not a levit model: convert checkpoints first \
+             with `levit-weights convert {shown} -o model.lvt` ({why})"
+        ),
+        levit::Error::Format(FormatError::Container(why)) => anyhow!(
+            "{shown} is not a levit model file: convert PyTorch checkpoints first with \
+             `levit-weights convert {shown} -o model.lvt` ({why})"
         ),
         other => anyhow!("model {shown}: {other}"),
     }

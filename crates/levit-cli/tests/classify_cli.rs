@@ -8,14 +8,13 @@ use std::sync::Arc;
 
 use common::{golden_tiny, image, levit, tiny_model, Workdir};
 use levit::preprocess::{open_image_with, Orientation, Preprocess, FB_CROP_PCT};
-use levit_cli::classify::{top_k, Prediction};
-use levit_cli::labels;
+use levit::imagenet::{top_k, Prediction};
 
 /// What the library says for one image.
 fn expected(model: &Path, path: &Path, settings: Preprocess, exif: Orientation) -> Vec<Prediction> {
     let mut engine = levit::Engine::new(Arc::new(levit::Model::load(model).unwrap()));
-    let x = settings.run(&open_image_with(path, exif).unwrap());
-    top_k(engine.infer(&x).unwrap(), 5)
+    let x = settings.run(&open_image_with(path, exif).unwrap()).unwrap();
+    top_k(engine.infer(&x).unwrap(), 5).unwrap()
 }
 
 fn parse_jsonl(stdout: &str) -> Vec<serde_json::Value> {
@@ -145,8 +144,7 @@ fn thousand_class_models_print_imagenet_names() {
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 6);
     for (line, p) in lines[1..].iter().zip(&want) {
-        let name = labels::class_name(1000, p.class);
-        assert!(!name.starts_with("class "));
+        let name = levit::imagenet::name(p.class).unwrap();
         assert_eq!(*line, format!("  {:6.2}%  {name}", 100.0 * p.probability));
     }
     let run = levit(&[
@@ -159,7 +157,8 @@ fn thousand_class_models_print_imagenet_names() {
         image("chelsea.png").to_str().unwrap(),
     ]);
     let line = &parse_jsonl(&run.stdout)[0];
-    let (synset, label) = labels::imagenet(want[0].class).unwrap();
+    let synset = levit::imagenet::synset(want[0].class).unwrap();
+    let label = levit::imagenet::name(want[0].class).unwrap();
     assert_eq!(line["top"][0]["synset"], synset);
     assert_eq!(line["top"][0]["label"], label);
 }

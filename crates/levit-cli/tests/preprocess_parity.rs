@@ -75,7 +75,7 @@ fn preprocessing_matches_timm_and_logits_agree() {
             let want =
                 npy::read_f32(&root().join("tests/fixtures/preprocess").join(&expected)).unwrap();
             assert_eq!(want.shape, vec![3, 224, 224], "{expected}");
-            let got = settings.run(&img);
+            let got = settings.run(&img).unwrap();
             let diff = max_abs(&got, &want.data);
             let differing = got.iter().zip(&want.data).filter(|(a, b)| a != b).count();
             let ours = engine.infer(&got).unwrap().to_vec();

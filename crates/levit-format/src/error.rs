@@ -8,7 +8,7 @@ use crate::Dtype;
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     /// The file could not be opened or read.
-    #[error("cannot read weight file {path}: {source}")]
+    #[error("cannot read weight file {}: {}", .path.display(), os_reason(.source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -136,4 +136,13 @@ fn size_note(dtype: Dtype, found: usize) -> String {
             dtype.size()
         )
     }
+}
+
+/// An OS error as levit words it: lowercase, without Rust's "(os error N)" suffix
+/// ("no such file or directory"), so every message about a file reads the same.
+pub(crate) fn os_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error ").next().unwrap_or_default();
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }

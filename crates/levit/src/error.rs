@@ -7,8 +7,11 @@ pub use levit_kernels::isa::IsaError;
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why loading or running a model failed.
+/// Why loading a model, preprocessing an image, running the model or reading its
+/// output failed: the one error type of every public call, so `?` works for all of them
+/// in a function returning [`levit::Result`](crate::Result).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The weight file is unreadable or malformed.
     #[error(transparent)]
@@ -74,6 +77,19 @@ pub enum Error {
         expected: usize,
         /// Actual length.
         found: usize,
+    },
+    /// An image could not be opened, decoded or preprocessed (cargo feature
+    /// `preprocess`).
+    #[cfg(feature = "preprocess")]
+    #[error(transparent)]
+    Image(#[from] levit_image::PreprocessError),
+    /// A logit is NaN or infinite: damaged weights or input (ranking it would be garbage).
+    #[error("logit of class {class} is {value}, not a finite number (damaged weights or input)")]
+    NonFiniteLogits {
+        /// The first such class.
+        class: usize,
+        /// Its value.
+        value: f32,
     },
     /// The intra-op thread pool could not be created.
     #[error("cannot start the inference thread pool: {0}")]

@@ -212,6 +212,14 @@ impl Model {
         self.plan.config.num_classes
     }
 
+    /// The eval transform that makes this model's input from an image: timm's settings
+    /// (crop 0.9, ImageNet mean and std) at the model's `img_size` (feature
+    /// `preprocess`).
+    #[cfg(feature = "preprocess")]
+    pub fn preprocessing(&self) -> crate::preprocess::Preprocess {
+        crate::preprocess::Preprocess::for_img_size(self.plan.config.img_size as u32)
+    }
+
     /// Multiply-accumulates per image.
     pub fn macs(&self) -> u64 {
         self.plan.macs()

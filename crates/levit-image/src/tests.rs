@@ -1,0 +1,195 @@
+//! Unit tests of the transform's arithmetic, Pillow's coefficients, the mode conversion
+//! and the decoders' pixel limit (parity with timm on real files:
+//! `crates/levit-cli/tests/preprocess_parity.rs`).
+
+use crate::resample::{precompute_coeffs, PRECISION_BITS};
+use crate::transform::round_half_even;
+use crate::*;
+use image::{DynamicImage, GrayImage, RgbImage};
+
+#[test]
+fn python_rounding_and_torchvision_sizes() {
+    assert_eq!(round_half_even(74.5), 74);
+    assert_eq!(round_half_even(75.5), 76);
+    assert_eq!(round_half_even(74.0), 74);
+    assert_eq!(round_half_even(0.5), 0);
+    let p = Preprocess::default();
+    assert_eq!(p.resize_size(), 248);
+    assert_eq!(p.resized_dims(451, 300), (372, 248));
+    assert_eq!(p.resized_dims(301, 200), (373, 248));
+    assert_eq!(p.resized_dims(427, 640), (248, 371));
+    assert_eq!(p.resized_dims(60, 40), (372, 248));
+    let fb = Preprocess {
+        crop_pct: FB_CROP_PCT,
+        ..p
+    };
+    assert_eq!(fb.resize_size(), 256);
+}
+
+#[test]
+fn pillow_coefficients_sum_to_one_in_fixed_point() {
+    for (i, o) in [(451, 372), (60, 372), (4000, 248), (248, 248), (7, 3)] {
+        let c = precompute_coeffs(i, o, 0, o);
+        for (xx, &(start, taps)) in c.bounds.iter().enumerate() {
+            assert!(start + taps <= i as usize);
+            let sum: i64 = c.weights[xx * c.ksize..][..taps]
+                .iter()
+                .map(|&v| v as i64)
+                .sum();
+            assert!(
+                (sum - (1 << PRECISION_BITS)).abs() <= taps as i64,
+                "{i}->{o}"
+            );
+        }
+    }
+}
+
+#[test]
+fn constant_images_stay_constant() {
+    let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(333, 517, [10, 200, 255].into()));
+    let x = transform(&img).unwrap();
+    let plane = 224 * 224;
+    for (c, v) in [10u8, 200, 255].into_iter().enumerate() {
+        let want = (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+        assert!(x[c * plane..(c + 1) * plane].iter().all(|&y| y == want));
+    }
+}
+
+#[test]
+fn sixteen_bit_and_alpha_follow_pillow() {
+    let g16 = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![100, 400]);
+    let rgb = to_rgb8_like_pil(&DynamicImage::ImageLuma16(g16.unwrap()));
+    assert_eq!(rgb.as_raw(), &[100, 100, 100, 255, 255, 255]);
+    let c16 = image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(1, 1, vec![0x12ff, 0, 65535]);
+    let rgb = to_rgb8_like_pil(&DynamicImage::ImageRgb16(c16.unwrap()));
+    assert_eq!(rgb.as_raw(), &[0x12, 0, 255]);
+    let rgba = image::RgbaImage::from_raw(1, 1, vec![1, 2, 3, 0]).unwrap();
+    let rgb = to_rgb8_like_pil(&DynamicImage::ImageRgba8(rgba));
+    assert_eq!(rgb.as_raw(), &[1, 2, 3]);
+}
+
+#[test]
+fn bad_settings_and_buffers_are_errors() {
+    let img = DynamicImage::ImageRgb8(RgbImage::new(10, 10));
+    let p = Preprocess {
+        crop_pct: 1.5,
+        ..Preprocess::default()
+    };
+    assert!(matches!(
+        p.run_into(&img, &mut vec![0.0; p.output_len()]),
+        Err(PreprocessError::Settings(_))
+    ));
+    assert!(matches!(
+        transform_into(&img, &mut [0.0; 7]),
+        Err(PreprocessError::OutputLength { found: 7, .. })
+    ));
+    let empty = DynamicImage::ImageRgb8(RgbImage::new(0, 5));
+    assert!(matches!(
+        transform_into(&empty, &mut vec![0.0; 3 * 224 * 224]),
+        Err(PreprocessError::Empty { .. })
+    ));
+}
+
+#[test]
+fn window_coefficients_equal_pillows_full_table() {
+    for (i, o, first, count) in [
+        (451, 372, 74, 224),
+        (60, 372, 0, 372),
+        (4000, 248, 12, 224),
+        (7, 3, 1, 2),
+    ] {
+        let full = precompute_coeffs(i, o, 0, o);
+        let win = precompute_coeffs(i, o, first, count);
+        let (first, count) = (first as usize, count as usize);
+        assert_eq!(win.ksize, full.ksize);
+        assert_eq!(win.bounds[..], full.bounds[first..][..count]);
+        assert_eq!(
+            win.weights[..],
+            full.weights[first * full.ksize..][..count * full.ksize]
+        );
+    }
+}
+
+#[test]
+fn elongated_images_cost_their_crop_not_their_resized_size() {
+    // 1 x 8M resizes to 248 x 1984000000: Pillow's coefficient table for the long
+    // side alone would be 70 GB; only the crop's 224 rows are computed.
+    let tall = DynamicImage::ImageLuma8(GrayImage::from_pixel(1, 8_000_000, [77].into()));
+    let x = transform(&tall).unwrap();
+    let want: [f32; 3] =
+        std::array::from_fn(|c| (77.0 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]);
+    for (c, plane) in x.chunks_exact(224 * 224).enumerate() {
+        assert!(plane.iter().all(|&v| v == want[c]));
+    }
+    // 1 x 9M would need a 2232000000-pixel side: more than Pillow can resize to.
+    let taller = DynamicImage::ImageLuma8(GrayImage::new(1, 9_000_000));
+    let err = transform_into(&taller, &mut vec![0.0; 3 * 224 * 224]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PreprocessError::TooElongated {
+                width: 1,
+                height: 9_000_000,
+                size: 248,
+                long: 2_232_000_000
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// CRC-32 (IEEE), for patching PNG chunks.
+fn crc32(bytes: &[u8]) -> u32 {
+    !bytes.iter().fold(!0u32, |mut c, &b| {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        c
+    })
+}
+
+#[test]
+fn oversized_headers_are_refused_before_decoding() {
+    // JPEG: the frame header of a 64x43 progressive file patched to 65535x65535.
+    let jpeg: &[u8] =
+        include_bytes!("../../../tests/fixtures/images/rocket_progressive_420.jpg");
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC2]).unwrap();
+    let mut big = jpeg.to_vec();
+    big[sof + 5..sof + 9].copy_from_slice(&[0xFF; 4]);
+    let err = decode_image(&big, Orientation::Ignore)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("65535x65535") && err.contains("89478485"),
+        "{err}"
+    );
+    // The limit counts pixels: the real file passes at exactly its size.
+    let img = decode_image(jpeg, Orientation::Ignore).unwrap();
+    let pixels = u64::from(img.width()) * u64::from(img.height());
+    for orientation in [Orientation::Ignore, Orientation::Apply] {
+        assert!(decode_image_with_limit(jpeg, orientation, pixels).is_ok());
+        let err = decode_image_with_limit(jpeg, orientation, pixels - 1).unwrap_err();
+        assert!(err.to_string().contains("more than the limit"), "{err}");
+    }
+
+    // PNG: IHDR patched to 10000x10000 (100 Mpx, within the `image` crate's own
+    // 512 MiB allocation limit), its CRC fixed up.
+    let png: &[u8] = include_bytes!("../../../tests/fixtures/images/tiny_60x40.png");
+    assert_eq!(&png[12..16], b"IHDR");
+    let mut big = png.to_vec();
+    big[16..20].copy_from_slice(&10_000u32.to_be_bytes());
+    big[20..24].copy_from_slice(&10_000u32.to_be_bytes());
+    let crc = crc32(&big[12..29]);
+    big[29..33].copy_from_slice(&crc.to_be_bytes());
+    let err = decode_image(&big, Orientation::Ignore)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("10000x10000"), "{err}");
+    assert!(decode_image(png, Orientation::Ignore).is_ok());
+    assert!(decode_image_with_limit(png, Orientation::Ignore, 60 * 40 - 1).is_err());
+}
