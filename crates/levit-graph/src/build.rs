@@ -236,6 +236,7 @@ impl<'w> Builder<'w> {
                 v_view,
                 bias_table,
                 act,
+                precision: self.precision,
                 out,
             }),
         );

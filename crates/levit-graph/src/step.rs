@@ -113,6 +113,10 @@ pub struct AttentionStep<B = BufRange> {
     pub bias_table: Range<usize>,
     /// Activation on the output.
     pub act: Activation,
+    /// The plan's precision: a bf16 step runs the bf16 attention kernel of its level
+    /// where there is one (`q·kᵀ` and `p·V` on bf16-rounded operands), the f32 one
+    /// otherwise (`levit_kernels::attention::AttentionKernel::select`).
+    pub precision: Precision,
     /// Output `[nq, heads*val_dim]`.
     pub out: B,
 }
@@ -190,6 +194,7 @@ impl<B: Copy> Step<B> {
                 v_view: s.v_view,
                 bias_table: s.bias_table,
                 act: s.act,
+                precision: s.precision,
             }),
             Step::MeanRows(s) => Step::MeanRows(MeanRowsStep {
                 x: f(s.x),
@@ -237,13 +242,13 @@ impl<B> Step<B> {
         }
     }
 
-    /// The precision of the weights the step multiplies by, if it has any.
+    /// The precision of the step's products, if it has any: of the weights a GEMM
+    /// or conv multiplies by; of `q·kᵀ` and `p·V` in attention (the plan's).
     pub fn precision(&self) -> Option<Precision> {
         match self {
             Step::Gemm(s) => Some(s.precision),
             Step::Conv(s) => Some(s.precision),
-            // Attention multiplies activations by activations, in f32.
-            Step::Attention(_) => Some(Precision::F32),
+            Step::Attention(s) => Some(s.precision),
             Step::MeanRows(_) | Step::Tap(_) => None,
         }
     }

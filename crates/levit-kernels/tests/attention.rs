@@ -13,8 +13,9 @@
 mod common;
 
 use common::{ulp, Rng, U};
-use levit_kernels::attention::{self, AttentionArgs, AttentionShape, HeadView};
-use levit_kernels::{vecmath, Activation, Isa};
+use levit_kernels::attention::{self, AttentionArgs, AttentionKernel, AttentionShape, HeadView};
+use levit_kernels::parallel::{self, Executor, SpinPool};
+use levit_kernels::{bf16, vecmath, Activation, Isa, Precision};
 
 /// Storage for one attention call.
 struct Problem {
@@ -675,5 +676,386 @@ fn every_level_runs_its_vector_familys_attention() {
             bits(Isa::Avx512) != bits(Isa::Portable),
             "the paths agree bitwise here"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Kernels by (precision, ISA): the registry, and the bf16 kernels against their
+// reference.
+
+/// bf16 rounding (to nearest even), as the bf16 kernels round q, k, v and p.
+fn bf(x: f32) -> f32 {
+    bf16::from_bf16(bf16::to_bf16(x))
+}
+
+impl Problem {
+    fn run_kernel(&self, kernel: &AttentionKernel) -> Vec<f32> {
+        let mut out = vec![f32::NAN; self.shape.out_len()];
+        let mut scratch = vec![f32::NAN; self.shape.scratch_len()];
+        kernel.run(&self.args(), &mut out, &mut scratch);
+        out
+    }
+
+    fn reference_bf16(&self) -> Vec<f32> {
+        let mut out = vec![f32::NAN; self.shape.out_len()];
+        let mut scratch = vec![0.0; self.shape.scratch_len()];
+        attention::reference::attention_bf16_rows(
+            &self.args(),
+            &mut out,
+            &mut scratch,
+            0..self.shape.nq,
+        );
+        out
+    }
+
+    /// Per (query row, head) of a bf16 kernel against [`reference_bf16`]: the
+    /// absolute bound on `Σ p·v / Σ e` for every column (before the activation).
+    ///
+    /// Both sides round q, k, v the same way, so their products are the same exact
+    /// numbers; they differ in summation order (scores: `e_s`, as in the f32 bound;
+    /// `p·V` and `Σ e`: `γ_{nk+1}` each), in `exp` (the kernel's is a degree-4
+    /// polynomial, 2.7e-6, evaluated as `2^(s·log2e - max·log2e)`, which rounds
+    /// `max·log2e` once more), and so in `e` by a relative `ε_m`. Rounding `e` to bf16
+    /// then gives both sides the same `p` unless a rounding midpoint lies within
+    /// `ε_m·e` of `e`: only there may they differ, by one bf16 ulp.
+    fn bound_bf16(&self, i: usize, h: usize) -> Vec<f64> {
+        let s = self.shape;
+        let q: Vec<f64> = self.q[self.q_view.at(i, h)..][..s.key_dim]
+            .iter()
+            .map(|&x| bf(x) as f64)
+            .collect();
+        let mut scores = Vec::with_capacity(s.nk);
+        let mut e_s = Vec::with_capacity(s.nk);
+        for m in 0..s.nk {
+            let k = &self.kv[self.k_view.at(m, h)..][..s.key_dim];
+            let b = self.bias[(h * s.nq + i) * s.nk + m] as f64;
+            let dot: f64 = q.iter().zip(k).map(|(a, &b)| a * bf(b) as f64).sum();
+            let mag: f64 = q
+                .iter()
+                .zip(k)
+                .map(|(a, &b)| (a * bf(b) as f64).abs())
+                .sum();
+            scores.push(dot * s.scale as f64 + b);
+            e_s.push(2.0 * gamma(s.key_dim + 2) * (s.scale as f64 * mag + b.abs()));
+        }
+        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e_max = e_s.iter().cloned().fold(0.0, f64::max);
+        let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        // Relative error of each side's e: the score and max errors, the exp
+        // polynomial and roundings, the extra rounding of max·log2e.
+        let eps: Vec<f64> = scores
+            .iter()
+            .zip(&e_s)
+            .map(|(x, es)| es + e_max + 3e-6 + 16.0 * U + 4.0 * U * (max.abs() + (x - max).abs()))
+            .collect();
+        let eps_max = eps.iter().cloned().fold(0.0, f64::max);
+        (0..s.val_dim)
+            .map(|j| {
+                let mut flips = 0.0;
+                let mut a = 0.0;
+                for m in 0..s.nk {
+                    let v = bf(self.kv[self.v_view.at(m, h) + j]).abs() as f64;
+                    a += e[m] * v;
+                    if bf16_midpoint_near(e[m], 2.0 * eps[m] * e[m] + 1e-38) {
+                        flips += bf16_ulp(e[m]) * v;
+                    }
+                }
+                // Normalised; the sums' orders and exp errors; subnormal-scale slack.
+                (flips + (4.0 * gamma(s.nk + 1) + 2.0 * eps_max) * a) / sum * 1.01 + 1e-30
+            })
+            .collect()
+    }
+
+    /// Checks a bf16 kernel's output against [`reference_bf16`]'s; returns the
+    /// largest error/bound ratio.
+    fn compare_bf16(&self, what: &str, got: &[f32], want: &[f32]) -> f64 {
+        let s = self.shape;
+        let mut worst = 0.0f64;
+        for i in 0..s.nq {
+            for h in 0..s.heads {
+                for (j, b) in self.bound_bf16(i, h).iter().enumerate() {
+                    let idx = i * s.heads * s.val_dim + h * s.val_dim + j;
+                    let (g, w) = (got[idx], want[idx]);
+                    let tol = 1.5 * b + 8.0 * ulp(w);
+                    let err = (g as f64 - w as f64).abs();
+                    assert!(
+                        err <= tol,
+                        "{what}: {:?} {:?}: out[{i}][h{h}][{j}] = {g}, want {w} (err {err:e} > {tol:e})",
+                        s, self.act
+                    );
+                    worst = worst.max(err / tol);
+                }
+            }
+        }
+        worst
+    }
+
+    /// Checks a bf16 kernel's output against the f32 reference's, within what rounding
+    /// q, k, v and p to bf16 allows: scores move by at most `δ = 2^-8·scale·Σ|q k|`
+    /// (each of q, k by 2^-9), so each `e` by a factor `exp(±2δ_max)`, then `p` by
+    /// 2^-8 and v by 2^-9.
+    fn compare_to_f32(&self, what: &str, got: &[f32], want: &[f32]) {
+        let s = self.shape;
+        for i in 0..s.nq {
+            for h in 0..s.heads {
+                let (rel, a) = self.bound(i, h);
+                let q = &self.q[self.q_view.at(i, h)..][..s.key_dim];
+                let delta = (0..s.nk)
+                    .map(|m| {
+                        let k = &self.kv[self.k_view.at(m, h)..][..s.key_dim];
+                        let mag: f64 = q
+                            .iter()
+                            .zip(k)
+                            .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                            .sum();
+                        2f64.powi(-8) * 1.01 * s.scale as f64 * mag
+                    })
+                    .fold(0.0, f64::max);
+                let factor = (4.0 * delta).exp() - 1.0 + 2f64.powi(-7) + 2f64.powi(-8) + rel;
+                for (j, a) in a.iter().enumerate() {
+                    let idx = i * s.heads * s.val_dim + h * s.val_dim + j;
+                    let (g, w) = (got[idx], want[idx]);
+                    let tol = 1.5 * factor * a + 8.0 * ulp(w) + 1e-30;
+                    let err = (g as f64 - w as f64).abs();
+                    assert!(
+                        err <= tol,
+                        "{what} vs f32: {s:?}: out[{i}][h{h}][{j}] = {g}, f32 {w} (err {err:e} > {tol:e})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether a bf16 rounding midpoint lies within `d` of `x > 0`.
+fn bf16_midpoint_near(x: f64, d: f64) -> bool {
+    let ulp = bf16_ulp(x);
+    // Midpoints sit at (k + 1/2) ulp within x's binade (and at its edges).
+    let k = (x / ulp - 0.5).round();
+    let mid = (k + 0.5) * ulp;
+    (x - mid).abs() <= d || x - d <= bf16_floor_pow2(x) || x + d >= 2.0 * bf16_floor_pow2(x)
+}
+
+/// The power of two at or below `x > 0`.
+fn bf16_floor_pow2(x: f64) -> f64 {
+    2f64.powi(x.log2().floor() as i32)
+}
+
+/// The bf16 ulp (8 significant bits) at `x > 0`.
+fn bf16_ulp(x: f64) -> f64 {
+    bf16_floor_pow2(x) * 2f64.powi(-7)
+}
+
+fn bf16_kernels() -> Vec<AttentionKernel> {
+    AttentionKernel::all()
+        .into_iter()
+        .filter(|k| k.precision() == Precision::Bf16)
+        .collect()
+}
+
+#[test]
+fn kernel_selection_follows_precision_and_level() {
+    let all = AttentionKernel::all();
+    for isa in Isa::supported() {
+        let f32k = AttentionKernel::select(Precision::F32, isa);
+        assert_eq!(f32k.precision(), Precision::F32);
+        assert_eq!(f32k.isa(), isa.vector(), "{isa}: {f32k}");
+        let bf = AttentionKernel::select(Precision::Bf16, isa);
+        let native = all
+            .iter()
+            .find(|k| k.precision() == Precision::Bf16 && isa.includes(k.isa()));
+        match native {
+            Some(k) => assert_eq!(bf.name(), k.name(), "{isa}"),
+            // Below AMX a bf16 step keeps the f32 kernel of its level.
+            None => assert_eq!(bf.name(), f32k.name(), "{isa}"),
+        }
+    }
+    // The AMX kernel exists exactly where AMX runs, and only at its level.
+    let amx: Vec<_> = bf16_kernels();
+    assert_eq!(amx.len(), usize::from(Isa::Amx.is_supported()), "{amx:?}");
+    if Isa::Amx.is_supported() {
+        assert_eq!(
+            AttentionKernel::select(Precision::Bf16, Isa::Amx).name(),
+            "amx_bf16_attention_16x16"
+        );
+        assert_eq!(
+            AttentionKernel::select(Precision::Bf16, Isa::Avx512Bf16).name(),
+            "avx512_f32_attention"
+        );
+    }
+    // Every name says its ISA and precision.
+    for k in &all {
+        assert!(k.name().starts_with(k.isa().name()), "{k}");
+        assert!(k.name().contains(k.precision().name()), "{k}");
+    }
+}
+
+/// `(heads, key_dim, val_dim, nq, nk, interleaved, act)` for the bf16 kernels: nq
+/// and nk around the tile sizes (16 rows, 16-key score tiles, 32-key `p·V` blocks),
+/// nk = 1, heads = 1, key_dim up to and past one 32-deep block, val_dim around the
+/// 16-column panels and the LeViT widths, and LeViT's own shapes.
+fn bf16_cases() -> Vec<(usize, usize, usize, usize, usize, bool, Activation)> {
+    const KD: [usize; 9] = [16, 1, 8, 15, 17, 31, 32, 33, 64];
+    const VD: [usize; 10] = [32, 64, 1, 8, 16, 17, 31, 48, 80, 128];
+    let mut cases = Vec::new();
+    let mut n = 0;
+    for nk in [1, 2, 15, 16, 17, 31, 32, 33, 48, 49, 63, 64, 65, 100, 196] {
+        for nq in [1, 2, 15, 16, 17, 31, 32, 33, 49] {
+            for t in 0..3 {
+                n += 1;
+                let (kd, vd) = (KD[(n + t) % KD.len()], VD[(3 * n + t) % VD.len()]);
+                let interleaved = nq == nk && n % 2 == 0;
+                cases.push((1 + n % 4, kd, vd, nq, nk, interleaved, ACTS[n % 3]));
+            }
+        }
+    }
+    // LeViT: stage attention (nq = nk, interleaved qkv) and the subsample attention.
+    for (heads, kd, vd, nq, nk, interleaved) in [
+        (4, 16, 32, 196, 196, true),
+        (8, 16, 64, 49, 196, false),
+        (6, 16, 32, 49, 49, true),
+        (16, 16, 64, 16, 49, false),
+        (8, 16, 32, 16, 16, true),
+        (6, 32, 64, 196, 196, true),
+        (12, 32, 128, 49, 196, false),
+    ] {
+        cases.push((heads, kd, vd, nq, nk, interleaved, Activation::HardSwish));
+    }
+    cases
+}
+
+#[test]
+fn bf16_kernels_match_the_bf16_reference() {
+    let kernels = bf16_kernels();
+    let mut rng = Rng::new(21);
+    let (mut worst, mut n) = (0.0f64, 0);
+    for (heads, kd, vd, nq, nk, interleaved, act) in bf16_cases() {
+        let p = Problem::new(&mut rng, heads, kd, vd, nq, nk, interleaved, act);
+        if kernels.is_empty() {
+            break;
+        }
+        let want = p.reference_bf16();
+        let f32_want = p.reference();
+        for k in &kernels {
+            let got = p.run_kernel(k);
+            worst = worst.max(p.compare_bf16(k.name(), &got, &want));
+            p.compare_to_f32(k.name(), &got, &f32_want);
+            n += 1;
+        }
+    }
+    println!("{n} runs of {kernels:?}: worst error/bound = {worst:.4}");
+}
+
+#[test]
+fn bf16_kernels_handle_peaked_softmax_and_nan() {
+    let mut rng = Rng::new(22);
+    for k in bf16_kernels() {
+        // Bias differences of hundreds: all but the winning keys underflow.
+        let mut p = Problem::new(&mut rng, 2, 16, 32, 20, 49, false, Activation::None);
+        for (n, b) in p.bias.iter_mut().enumerate() {
+            *b = if n % 7 == 0 { 300.0 } else { -300.0 + *b };
+        }
+        let got = p.run_kernel(&k);
+        assert!(got.iter().all(|x| x.is_finite()), "{k}");
+        p.compare_bf16(k.name(), &got, &p.reference_bf16());
+
+        let base = Problem::new(&mut rng, 2, 16, 32, 9, 9, true, Activation::HardSwish);
+        let s = base.shape;
+        let width = s.heads * s.val_dim;
+        let fresh = || Problem {
+            q: base.q.clone(),
+            kv: base.kv.clone(),
+            bias: base.bias.clone(),
+            ..base
+        };
+        // NaN in q of row 3, head 1 (q and kv are one buffer here): that row's
+        // head-1 output is NaN, the rest finite.
+        let mut p = fresh();
+        p.q[p.q_view.at(3, 1) + 2] = f32::NAN;
+        p.kv = p.q.clone();
+        let got = p.run_kernel(&k);
+        for i in 0..s.nq {
+            for h in 0..s.heads {
+                let o = &got[i * width + h * s.val_dim..][..s.val_dim];
+                if (i, h) == (3, 1) {
+                    assert!(o.iter().all(|x| x.is_nan()), "{k}: row {i} head {h}");
+                } else {
+                    assert!(o.iter().all(|x| x.is_finite()), "{k}: row {i} head {h}");
+                }
+            }
+        }
+        // NaN in one bias entry poisons exactly that (row, head).
+        let mut p = fresh();
+        p.bias[(s.nq + 5) * s.nk + 4] = f32::NAN;
+        let got = p.run_kernel(&k);
+        for i in 0..s.nq {
+            for h in 0..s.heads {
+                let o = &got[i * width + h * s.val_dim..][..s.val_dim];
+                if (i, h) == (5, 1) {
+                    assert!(o.iter().all(|x| x.is_nan()), "{k}: row {i} head {h}");
+                } else {
+                    assert!(o.iter().all(|x| x.is_finite()), "{k}: row {i} head {h}");
+                }
+            }
+        }
+        // NaN in one v column of key 0 poisons that column of every row of the head.
+        let mut p = fresh();
+        p.kv[p.v_view.at(0, 0) + 7] = f32::NAN;
+        p.q = p.kv.clone();
+        let got = p.run_kernel(&k);
+        for i in 0..s.nq {
+            assert!(got[i * width + 7].is_nan(), "{k}");
+            assert!(got[i * width + 6].is_finite(), "{k}");
+        }
+    }
+}
+
+#[test]
+fn every_kernel_is_bit_identical_over_row_splits_and_threads() {
+    // Threads split a call over row ranges; every split point (tile aligned or not)
+    // and every thread count must give the bits of the whole call.
+    let pools: Vec<SpinPool> = (1..=4).map(|t| SpinPool::new(t).unwrap()).collect();
+    let mut rng = Rng::new(23);
+    for (heads, key_dim, val_dim, nq, nk) in [
+        (3, 16, 32, 13, 49),
+        (2, 32, 64, 9, 33),
+        (4, 16, 32, 49, 49),
+        (2, 16, 64, 37, 196),
+    ] {
+        let p = Problem::new(
+            &mut rng,
+            heads,
+            key_dim,
+            val_dim,
+            nq,
+            nk,
+            false,
+            Activation::HardSwish,
+        );
+        let width = heads * val_dim;
+        for k in AttentionKernel::all() {
+            let whole = p.run_kernel(&k);
+            let same = |out: &[f32]| {
+                out.iter()
+                    .zip(&whole)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            };
+            for split in 0..=nq {
+                let mut out = vec![f32::NAN; p.shape.out_len()];
+                let mut scratch = vec![f32::NAN; p.shape.scratch_len()];
+                let (lo, hi) = out.split_at_mut(split * width);
+                k.run_rows(&p.args(), lo, &mut scratch, 0..split);
+                k.run_rows(&p.args(), hi, &mut scratch, split..nq);
+                assert!(same(&out), "{k}: split at {split} of {nq}");
+            }
+            for pool in &pools {
+                let mut out = vec![f32::NAN; p.shape.out_len()];
+                let mut scratch =
+                    vec![f32::NAN; parallel::attention_scratch_len(&p.shape, pool.width())];
+                parallel::attention(&k, &p.args(), &mut out, &mut scratch, pool);
+                assert!(same(&out), "{k}: {} threads", pool.width());
+            }
+        }
     }
 }

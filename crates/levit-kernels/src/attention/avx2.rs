@@ -7,9 +7,20 @@
 use core::arch::x86_64::*;
 
 use super::driver::{self, AttnVec};
+use super::kernel::AttentionKernel;
 use super::AttentionArgs;
 use crate::vecmath::avx2 as vm;
-use crate::Activation;
+use crate::{Activation, Isa, Precision};
+
+/// The kernel, where this CPU runs it.
+pub(super) fn f32_kernel() -> Option<AttentionKernel> {
+    Isa::Avx2.is_supported().then_some(AttentionKernel {
+        name: "avx2_f32_attention",
+        precision: Precision::F32,
+        isa: Isa::Avx2,
+        rows: attention,
+    })
+}
 
 /// Runs attention on AVX2: the shared driver, compiled with AVX2 + FMA enabled.
 ///
@@ -17,7 +28,7 @@ use crate::Activation;
 /// The CPU must support AVX2 + FMA, `args.check(out.len(), scratch.len())` must hold
 /// and `args.shape.nk > 0`.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn attention(
+unsafe fn attention(
     args: &AttentionArgs,
     out: &mut [f32],
     scratch: &mut [f32],

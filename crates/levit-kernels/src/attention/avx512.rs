@@ -5,9 +5,20 @@
 use core::arch::x86_64::*;
 
 use super::driver::{self, AttnVec};
+use super::kernel::AttentionKernel;
 use super::AttentionArgs;
 use crate::vecmath::avx512 as vm;
-use crate::Activation;
+use crate::{Activation, Isa, Precision};
+
+/// The kernel, where this CPU runs it.
+pub(super) fn f32_kernel() -> Option<AttentionKernel> {
+    Isa::Avx512.is_supported().then_some(AttentionKernel {
+        name: "avx512_f32_attention",
+        precision: Precision::F32,
+        isa: Isa::Avx512,
+        rows: attention,
+    })
+}
 
 /// Runs attention on AVX-512: the shared driver, compiled with AVX-512 enabled.
 ///
@@ -15,7 +26,7 @@ use crate::Activation;
 /// The CPU must support AVX-512F/VL/DQ/BW + FMA, `args.check(out.len(),
 /// scratch.len())` must hold and `args.shape.nk > 0`.
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,fma")]
-pub(super) unsafe fn attention(
+unsafe fn attention(
     args: &AttentionArgs,
     out: &mut [f32],
     scratch: &mut [f32],

@@ -22,16 +22,21 @@
 //! `reference.rs` is the scalar truth the tests compare the paths against.
 
 #[cfg(target_arch = "x86_64")]
+mod amx_bf16;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod driver;
+mod kernel;
 mod portable;
 pub mod reference;
 
 use core::ops::Range;
 
-use crate::{Activation, Isa};
+pub use kernel::AttentionKernel;
+
+use crate::{Activation, Isa, Precision};
 
 /// Query rows processed together by the SIMD paths.
 pub(crate) const QB: usize = 4;
@@ -84,10 +89,15 @@ impl AttentionShape {
     pub fn out_len(&self) -> usize {
         self.nq * self.heads * self.val_dim
     }
-    /// Floats of scratch the kernels need: the transposed, padded K of one head and
-    /// the score rows of one block of queries.
+    /// Floats of scratch every kernel needs (one call or one thread of a split
+    /// call): the f32 kernels the transposed, padded K of one head and the score rows
+    /// of one block of queries; the AMX bf16 kernel one head's K and V and a block's
+    /// Q, scores and probabilities in tile layouts.
     pub fn scratch_len(&self) -> usize {
-        self.nk.div_ceil(KEY_PAD) * KEY_PAD * (self.key_dim + QB)
+        let need = self.nk.div_ceil(KEY_PAD) * KEY_PAD * (self.key_dim + QB);
+        #[cfg(target_arch = "x86_64")]
+        let need = need.max(amx_bf16::scratch_len(self));
+        need
     }
 }
 
@@ -152,22 +162,23 @@ impl AttentionArgs<'_> {
     }
 }
 
-/// Runs attention on the chosen path; `scratch` needs [`AttentionShape::scratch_len`].
+/// Runs attention on level `isa`'s f32 kernel; `scratch` needs
+/// [`AttentionShape::scratch_len`]. (A plan step runs the kernel of its precision:
+/// [`AttentionKernel::select`].)
 ///
 /// # Panics
-/// If the operands do not satisfy [`AttentionArgs::check`] (validated at plan time).
+/// If the operands do not satisfy [`AttentionArgs::check`] (validated at plan time),
+/// or `isa` is not supported.
 pub fn attention(isa: Isa, args: &AttentionArgs, out: &mut [f32], scratch: &mut [f32]) {
     attention_rows(isa, args, out, scratch, 0..args.shape.nq);
 }
 
-/// Computes only query rows `rows` (all heads). `out` holds just those rows
-/// (`rows.len() * heads * val_dim` floats), so threads can split one call over
-/// disjoint row ranges, each with its own scratch. Bit-identical to the same rows of
-/// [`attention`].
+/// Computes only query rows `rows` (all heads) on level `isa`'s f32 kernel: see
+/// [`AttentionKernel::run_rows`].
 ///
 /// # Panics
-/// If the operands do not satisfy [`AttentionArgs::check`] for those rows, or `rows`
-/// is not inside `0..nq`.
+/// If the operands do not satisfy [`AttentionArgs::check`] for those rows, `rows` is
+/// not inside `0..nq`, or `isa` is not supported.
 pub fn attention_rows(
     isa: Isa,
     args: &AttentionArgs,
@@ -175,49 +186,7 @@ pub fn attention_rows(
     scratch: &mut [f32],
     rows: Range<usize>,
 ) {
-    let s = args.shape;
-    assert!(
-        rows.start <= rows.end && rows.end <= s.nq,
-        "attention rows {rows:?} outside 0..{}",
-        s.nq
-    );
-    // `check` sizes the output for all rows; this call's output holds only `rows`.
-    let full_out = s.out_len();
-    let rows_out = rows.len() * s.heads * s.val_dim;
-    if let Err(e) = args.check(full_out, scratch.len()) {
-        panic!("attention called with inconsistent operands: {e}");
-    }
-    assert!(
-        out.len() >= rows_out,
-        "attention out: {} floats, need {rows_out}",
-        out.len()
-    );
-    assert!(
-        isa.is_supported(),
-        "attention: the {isa} path is not supported here"
-    );
-    if rows.is_empty() {
-        return;
-    }
-    if s.nk == 0 || s.heads == 0 {
-        // Degenerate shapes (0/0 softmax or nothing to do): the reference defines them.
-        reference::attention_rows(args, out, scratch, rows);
-        return;
-    }
-    // The levels above AVX-512 differ only in their GEMM kernels: attention runs the
-    // level's vector family.
-    match isa.vector() {
-        Isa::Portable => portable::attention(args, out, scratch, rows),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the assert above checked this CPU runs AVX2 + FMA, `check` validated
-        // every index the kernel touches, `out` holds the rows, and nk > 0.
-        Isa::Avx2 => unsafe { avx2::attention(args, out, scratch, rows) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, for AVX-512 (every level whose family is AVX-512 includes
-        // AVX-512F/VL/DQ/BW + FMA).
-        Isa::Avx512 => unsafe { avx512::attention(args, out, scratch, rows) },
-        other => unreachable!("{other} is not a vector family this target runs"),
-    }
+    AttentionKernel::select(Precision::F32, isa).run_rows(args, out, scratch, rows);
 }
 
 /// Writes head `h`'s keys transposed into `kt[d*nkp + m]`, zeros for `m >= nk`.

@@ -6,12 +6,37 @@
 use wide::f32x8;
 
 use super::driver::{self, AttnVec};
+use super::kernel::AttentionKernel;
 use super::AttentionArgs;
 use crate::vecmath::portable as vm;
-use crate::Activation;
+use crate::{Activation, Isa, Precision};
+
+/// The kernel (every CPU runs it).
+pub(super) fn f32_kernel() -> Option<AttentionKernel> {
+    Some(AttentionKernel {
+        name: "portable_f32_attention",
+        precision: Precision::F32,
+        isa: Isa::Portable,
+        rows: attention_rows,
+    })
+}
+
+/// [`attention`] as a [`super::kernel::RowsFn`].
+///
+/// # Safety
+/// None beyond `RowsFn`'s contract, which [`attention`] needs (the portable path
+/// runs everywhere).
+unsafe fn attention_rows(
+    args: &AttentionArgs,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    rows: core::ops::Range<usize>,
+) {
+    attention(args, out, scratch, rows)
+}
 
 /// Runs attention on the portable path (`args` already checked, `nk > 0`).
-pub(super) fn attention(
+fn attention(
     args: &AttentionArgs,
     out: &mut [f32],
     scratch: &mut [f32],

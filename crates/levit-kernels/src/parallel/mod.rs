@@ -12,10 +12,10 @@ use core::ops::Range;
 
 pub use pool::SpinPool;
 
-use crate::attention::{self, AttentionArgs};
+use crate::attention::{self, AttentionArgs, AttentionKernel};
 use crate::conv::{self, ConvInput, ConvWeights};
 use crate::gemm::{GemmArgs, GemmKernel};
-use crate::{panels, Isa};
+use crate::panels;
 
 /// Runs `tasks` independent closures `f(0) .. f(tasks-1)`, in any order, possibly
 /// concurrently, and returns when all are done.
@@ -170,11 +170,11 @@ pub fn conv_3x3_s2_rows(
     });
 }
 
-/// [`attention::attention`] split over `exec`'s threads by query rows; `scratch` holds
+/// [`AttentionKernel::run`] split over `exec`'s threads by query rows; `scratch` holds
 /// one [`attention::AttentionShape::scratch_len`] region per task
 /// ([`attention_scratch_len`]). Bit-identical to the single-threaded call.
 pub fn attention(
-    isa: Isa,
+    kernel: &AttentionKernel,
     args: &AttentionArgs,
     out: &mut [f32],
     scratch: &mut [f32],
@@ -184,7 +184,7 @@ pub fn attention(
     let per_task = s.scratch_len();
     let tasks = exec.width().min(s.nq.div_ceil(attention::QB)).max(1);
     if tasks <= 1 {
-        return attention::attention(isa, args, out, scratch);
+        return kernel.run(args, out, scratch);
     }
     let width = s.heads * s.val_dim;
     assert!(
@@ -205,7 +205,7 @@ pub fn attention(
                 core::slice::from_raw_parts_mut(scratch.add(i * per_task), per_task),
             )
         };
-        attention::attention_rows(isa, args, o, sc, rows);
+        kernel.run_rows(args, o, sc, rows);
     });
 }
 
@@ -217,6 +217,7 @@ pub fn attention_scratch_len(shape: &attention::AttentionShape, threads: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Isa;
 
     #[test]
     fn split_conv_equals_the_single_threaded_one() {
