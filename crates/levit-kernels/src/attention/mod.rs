@@ -20,6 +20,15 @@
 //! compiles the driver and the (also `#[inline(always)]`) primitives inside it with
 //! that instruction set: one copy of the kernels per path, no calls in the loops.
 //! `reference.rs` is the scalar truth the tests compare the paths against.
+//!
+//! # Kernels by precision
+//! `kernel.rs` makes each path a value, [`AttentionKernel`], chosen by (precision,
+//! ISA) with one registry line per kernel, like the GEMM kernels. The f32 kernels are
+//! the driver on each vector family; `amx_bf16.rs` is the bf16 kernel of the AMX level
+//! (`q·kᵀ` and `p·V` on tiles over bf16-rounded operands, the softmax in f32, checked
+//! against [`reference::attention_bf16_rows`]). A bf16 plan step on a level without a
+//! bf16 kernel runs the level's f32 kernel; [`attention`] and [`attention_rows`] are
+//! the f32 kernels.
 
 #[cfg(target_arch = "x86_64")]
 mod amx_bf16;
