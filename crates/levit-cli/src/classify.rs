@@ -105,7 +105,9 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
     let text = e.to_string();
     let text = text.split(" (os error ").next().unwrap_or_default();
     let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }
 
 fn walk(dir: &Path, out: &mut Vec<Input>, depth: usize) {

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{golden_tiny, image, levit, tiny_model, Workdir};
-use levit::preprocess::{open_image_with, Orientation, Preprocess, FB_CROP_PCT};
 use levit::imagenet::{top_k, Prediction};
+use levit::preprocess::{open_image_with, Orientation, Preprocess, FB_CROP_PCT};
 
 /// What the library says for one image.
 fn expected(model: &Path, path: &Path, settings: Preprocess, exif: Orientation) -> Vec<Prediction> {

@@ -28,9 +28,87 @@ fn missing_model_file() {
             "y.npy",
         ]),
     ] {
-        run.assert_one_line_error("cannot read model");
-        run.assert_one_line_error("nope.lvt: No such file or directory");
+        let want = format!(
+            "levit: error: cannot read model {}: no such file or directory\n",
+            missing.display()
+        );
+        assert_eq!(run.stderr, want);
         assert_eq!(run.code, 1);
+    }
+    // A missing image reads the same, with "image" for "model".
+    let run = levit(&[
+        "classify",
+        "--model",
+        s(&golden_tiny()),
+        s(&dir.path("nope.jpg")),
+    ]);
+    let want = format!(
+        "levit: error: cannot read image {}: no such file or directory",
+        dir.path("nope.jpg").display()
+    );
+    assert_eq!(
+        run.stderr.lines().next(),
+        Some(want.as_str()),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn every_image_failing_exits_1_and_some_failing_exits_3() {
+    let dir = Workdir::new("e-all-failed");
+    std::fs::write(dir.path("a.jpg"), b"not a jpeg").unwrap();
+    std::fs::write(dir.path("b.png"), b"not a png").unwrap();
+    let m = golden_tiny();
+    let run = levit(&[
+        "classify",
+        "--model",
+        s(&m),
+        s(&dir.path("a.jpg")),
+        s(&dir.path("b.png")),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("2 images, 2 failed"), "{}", run.stderr);
+    let run = levit(&[
+        "classify",
+        "--model",
+        s(&m),
+        s(&dir.path("a.jpg")),
+        s(&image("rocket.jpg")),
+    ]);
+    assert_eq!(run.code, i32::from(EXIT_SOME_FAILED), "{}", run.stderr);
+    // The help text says the same.
+    let help = levit(&["classify", "--help"]).stdout;
+    assert!(
+        help.contains(
+            "1 nothing was classified (bad model, no images found, or every image\nfailed)"
+        ),
+        "{help}"
+    );
+}
+
+#[test]
+fn decoder_messages_continue_the_line_in_lowercase() {
+    let dir = Workdir::new("e-lowercase");
+    std::fs::write(dir.path("bad.png"), b"\x89PNG\r\n\x1a\n garbage").unwrap();
+    std::fs::write(dir.path("bad.webp"), b"RIFF\x10\0\0\0WEBPVP8 junk").unwrap();
+    std::fs::write(
+        dir.path("bad.jpg"),
+        b"\xff\xd8\xff\xe0 definitely not a jpeg",
+    )
+    .unwrap();
+    for name in ["bad.png", "bad.webp", "bad.jpg"] {
+        let run = levit(&["classify", "--model", s(&golden_tiny()), s(&dir.path(name))]);
+        let line = run.stderr.lines().next().unwrap();
+        let prefix = format!(
+            "levit: error: cannot decode image {}: ",
+            dir.path(name).display()
+        );
+        let reason = line
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{line}"));
+        let first = reason.chars().next().unwrap();
+        assert!(!first.is_uppercase(), "{line}");
     }
 }
 
@@ -60,8 +138,21 @@ fn not_a_model_file() {
     let mut st = (header.len() as u64).to_le_bytes().to_vec();
     st.extend_from_slice(header);
     st.extend_from_slice(&[0; 4]);
-    std::fs::write(dir.path("other.safetensors"), st).unwrap();
-    levit(&["info", s(&dir.path("other.safetensors"))]).assert_one_line_error("not a levit");
+    let other = dir.path("other.safetensors");
+    std::fs::write(&other, st).unwrap();
+    for run in [
+        levit(&["info", s(&other)]),
+        levit(&["classify", "--model", s(&other), s(&image("rocket.jpg"))]),
+    ] {
+        // The conversion hint comes first, naming the file to convert.
+        let want = format!(
+            "levit: error: {0} is a safetensors checkpoint, not a levit model: convert it \
+             first with `levit-weights convert {0} -o model.lvt` (",
+            other.display()
+        );
+        assert!(run.stderr.starts_with(&want), "{}", run.stderr);
+        run.assert_one_line_error(")");
+    }
 }
 
 #[test]
@@ -104,14 +195,32 @@ fn corrupted_weights_fail_the_checksum() {
         run.stdout
     );
     run.assert_one_line_error("is corrupted");
-    levit(&[
-        "classify",
-        "--verify",
-        "--model",
-        s(&dir.path("bad.lvt")),
-        s(&image("chelsea.png")),
-    ])
-    .assert_one_line_error("is corrupted");
+    // classify and infer verify by default; --no-verify skips the check (and then
+    // runs on the damaged weights).
+    let bad = dir.path("bad.lvt");
+    let photo = image("chelsea.png");
+    for args in [
+        &["classify", "--model", s(&bad), s(&photo)][..],
+        &["classify", "--verify", "--model", s(&bad), s(&photo)],
+        &[
+            "infer",
+            "--model",
+            s(&bad),
+            "--input",
+            "x.npy",
+            "--output",
+            "y.npy",
+        ],
+    ] {
+        let run = levit(args);
+        run.assert_one_line_error("tensor `head.bias` is corrupted");
+        assert_eq!(run.code, 1);
+    }
+    let run = levit(&["classify", "--no-verify", "--model", s(&bad), s(&photo)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let help = levit(&["classify", "--help"]).stdout;
+    assert!(help.contains("--no-verify"), "{help}");
+    assert!(help.contains("ms for LeViT-384"), "{help}");
 }
 
 #[test]

@@ -29,9 +29,9 @@ pub enum Orientation {
 /// WebP), ignoring EXIF orientation as timm does (PIL's `Image.open` never rotates).
 ///
 /// ```no_run
-/// let img = levit::preprocess::open_image("cat.jpg")?;
-/// let x = levit::preprocess(&img);
-/// # Ok::<(), levit::PreprocessError>(())
+/// let img = levit_image::open_image("cat.jpg")?;
+/// let x = levit_image::transform(&img)?; // [3, 224, 224], normalized
+/// # Ok::<(), levit_image::PreprocessError>(())
 /// ```
 pub fn open_image(path: impl AsRef<Path>) -> Result<DynamicImage, PreprocessError> {
     open_image_with(path, Orientation::Ignore)

@@ -14,7 +14,7 @@ pub enum PreprocessError {
         source: std::io::Error,
     },
     /// The bytes are not a decodable JPEG, PNG or WebP image, or declare more than
-    /// [`MAX_IMAGE_PIXELS`] pixels.
+    /// [`MAX_IMAGE_PIXELS`](crate::MAX_IMAGE_PIXELS) pixels.
     #[error("cannot decode image {}: {}", .path.display(), lower_first(&.source.to_string()))]
     Decode {
         /// The file.
@@ -41,7 +41,7 @@ pub enum PreprocessError {
         width: u32,
         /// Height in pixels.
         height: u32,
-        /// The resized shorter side ([`Preprocess::resize_size`]).
+        /// The resized shorter side ([`Preprocess::resize_size`](crate::Preprocess::resize_size)).
         size: u32,
         /// The longer side it implies.
         long: u64,
@@ -72,5 +72,7 @@ pub(crate) fn os_reason(e: &std::io::Error) -> String {
 /// messages start with a capital, as a sentence would).
 pub(crate) fn lower_first(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }

@@ -61,9 +61,9 @@ mod jpeg;
 mod pil_rgb;
 mod png_palette;
 mod resample;
-mod transform;
 #[cfg(test)]
 mod tests;
+mod transform;
 
 pub use decode::{
     decode_image, decode_image_with_limit, open_image, open_image_with, Orientation,
@@ -72,6 +72,5 @@ pub use decode::{
 pub use error::PreprocessError;
 pub use pil_rgb::to_rgb8_like_pil;
 pub use transform::{
-    transform, transform_into, Preprocess, FB_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD,
-    TIMM_CROP_PCT,
+    transform, transform_into, Preprocess, FB_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, TIMM_CROP_PCT,
 };

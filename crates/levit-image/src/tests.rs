@@ -156,8 +156,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 #[test]
 fn oversized_headers_are_refused_before_decoding() {
     // JPEG: the frame header of a 64x43 progressive file patched to 65535x65535.
-    let jpeg: &[u8] =
-        include_bytes!("../../../tests/fixtures/images/rocket_progressive_420.jpg");
+    let jpeg: &[u8] = include_bytes!("../../../tests/fixtures/images/rocket_progressive_420.jpg");
     let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC2]).unwrap();
     let mut big = jpeg.to_vec();
     big[sof + 5..sof + 9].copy_from_slice(&[0xFF; 4]);

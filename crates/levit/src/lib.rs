@@ -142,7 +142,6 @@
 //! [profile.dev.package."*"]
 //! opt-level = 3
 //! ```
-#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod arena;
 mod engine;
@@ -181,3 +180,8 @@ pub use model::{Model, ModelOptions};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The Rust snippets of `docs/precision.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/precision.md")]
+struct PrecisionDocDoctests;
