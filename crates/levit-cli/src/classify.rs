@@ -325,15 +325,14 @@ pub struct Args {
 }
 
 /// Exit status of `levit classify` when some inputs failed and the others ran.
+/// Every image failing is this status too: the run itself worked and reported each
+/// image, so the status says "see the per-image errors", as it does for one failure.
 pub const EXIT_SOME_FAILED: u8 = 3;
-/// Exit status of `levit classify` when every input failed (as for a run that could not
-/// start: nothing was classified).
-pub const EXIT_NONE_CLASSIFIED: u8 = 1;
 
 /// Runs `levit classify`: prints results to stdout (text or JSON Lines), failures and
 /// the summary to stderr. Returns the exit status: 0 when every image was classified,
-/// [`EXIT_SOME_FAILED`] when some failed and the others were classified,
-/// [`EXIT_NONE_CLASSIFIED`] when every image failed; `Err` when nothing could run.
+/// [`EXIT_SOME_FAILED`] when one or more failed (each is reported; the others were
+/// classified); `Err` when nothing could run.
 pub fn command(args: &Args) -> anyhow::Result<u8> {
     use std::io::{IsTerminal, Write};
 
@@ -424,9 +423,7 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
         summary.workers,
         if summary.workers == 1 { "" } else { "s" },
     );
-    Ok(if summary.failed == summary.images {
-        EXIT_NONE_CLASSIFIED
-    } else if summary.failed > 0 {
+    Ok(if summary.failed > 0 {
         EXIT_SOME_FAILED
     } else {
         0

@@ -62,9 +62,9 @@ stderr and skipped. Results go to stdout in input order; with --json, one JSON o
 per line: {\"path\": ..., \"top\": [{\"class\", \"label\", \"synset\", \"probability\"}]}
 or {\"path\": ..., \"error\": ...}.
 
-Exit status: 0 all images classified, 3 some images failed (the rest were
-classified), 1 nothing was classified (bad model, no images found, or every image
-failed), 2 bad arguments.
+Exit status: 0 all images classified; 3 one or more images failed, even all of them
+(each is reported; the others were classified); 1 nothing could run (bad model, no
+images found); 2 bad arguments.
 
 Examples:
   levit classify --model levit_128s.lvt cat.jpg
