@@ -25,13 +25,37 @@ struct Cli {
 struct ModelFlags {
     /// Force a SIMD path: amx, avx512bf16, avx512, avx2 or portable (default: the
     /// best this CPU has, or LEVIT_ISA).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = isa_name)]
     isa: Option<String>,
     /// Precision of the matrix products: f32 (exact) or bf16 (faster where the CPU has
     /// AMX or AVX512_BF16; logits within about 1e-2 relative). Default: the precision
     /// the file stores; bf16 from an f32 file repacks the weights at load.
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = precision_name)]
     precision: Option<String>,
+}
+
+// Argument checks run while parsing, so a bad value is a usage error (exit status 2)
+// like any other; whether the CPU supports an ISA is decided later (status 1).
+
+/// `--isa`: a known SIMD path name.
+fn isa_name(name: &str) -> Result<String, String> {
+    levit::Isa::parse(name)
+        .map(|_| name.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `--precision`: `f32` or `bf16`.
+fn precision_name(name: &str) -> Result<String, String> {
+    levit::Precision::parse(name).map(|_| name.to_string())
+}
+
+/// `--crop-pct`: a fraction in (0, 1].
+fn crop_pct(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        Ok(f) => Err(format!("{f} is out of range (0, 1]")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
 }
 
 #[derive(Args)]
@@ -89,7 +113,8 @@ Examples:
         threads: Option<u16>,
         /// Fraction of the resized image kept by the center crop: 0.9 is timm's LeViT
         /// setting (resize 248, crop 224), 0.875 the facebookresearch one (256 -> 224).
-        #[arg(long, default_value_t = levit::preprocess::TIMM_CROP_PCT, value_name = "F")]
+        #[arg(long, default_value_t = levit::preprocess::TIMM_CROP_PCT, value_name = "F",
+              value_parser = crop_pct)]
         crop_pct: f64,
         /// Rotate/flip images by their EXIF orientation first (timm does not).
         #[arg(long)]
