@@ -158,7 +158,7 @@ pub use run::Tracer;
 #[cfg(feature = "preprocess")]
 pub use levit_image as preprocess;
 
-pub use engine::{Engine, EngineOptions};
+pub use engine::{Engine, EngineOptions, MAX_THREADS};
 pub use error::{Error, FormatError, GraphError, IsaError, Result};
 pub use levit_format::LoadMode;
 pub use levit_graph::{Config, Tap};
