@@ -336,3 +336,50 @@ fn a_model_that_is_not_rgb_is_refused_by_classify() {
     ])
     .assert_one_line_error("needs an RGB (3-channel) model");
 }
+
+#[test]
+fn a_nan_in_the_weights_is_never_reported_as_a_prediction() {
+    let dir = Workdir::new("e-nan");
+    let good = std::fs::read(tiny_model(&dir, "ok.lvt", 1000)).unwrap();
+    let nan = levit::synth::edit_f32_file(&good, |name, values| {
+        if name == "head.bias" {
+            values[0] = f32::NAN;
+        }
+    })
+    .unwrap();
+    let bad = dir.path("nan.lvt");
+    std::fs::write(&bad, nan).unwrap();
+    let photo = image("chelsea.png");
+    // Verified (the default): refused at load, naming the tensor.
+    let run = levit(&["classify", "--model", s(&bad), s(&photo)]);
+    run.assert_one_line_error("tensor `head.bias` holds a non-finite value (NaN)");
+    assert_eq!(run.code, 1);
+    let run = levit(&["info", s(&bad)]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains("checksums     FAILED: tensor `head.bias` holds a non-finite"),
+        "{}",
+        run.stdout
+    );
+    // Unverified: every image is an error line, none a result; exit 3.
+    for json in [false, true] {
+        let mut args = vec!["classify", "--no-verify", "--model", s(&bad), s(&photo)];
+        if json {
+            args.push("--json");
+        }
+        let run = levit(&args);
+        assert_eq!(run.code, i32::from(EXIT_SOME_FAILED), "{}", run.stderr);
+        assert!(!run.stdout.contains("NaN"), "{}", run.stdout);
+        assert!(run.stderr.contains("not a finite number"), "{}", run.stderr);
+        if json {
+            let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+            assert!(line["error"]
+                .as_str()
+                .unwrap()
+                .contains("not a finite number"));
+        } else {
+            assert!(run.stdout.is_empty(), "{}", run.stdout);
+        }
+    }
+}
