@@ -17,6 +17,8 @@ use levit::preprocess::{open_image_with, Orientation, Preprocess};
 use levit::{Engine, Model};
 use serde_json::json;
 
+use crate::output::{self, OutputError};
+
 /// File extensions picked up when walking a directory (case-insensitive). Files named
 /// on the command line are decoded whatever their name.
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
@@ -381,11 +383,11 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
     });
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut broken_pipe = false;
+    let mut write_error: Option<OutputError> = None;
     let summary = run(model, &inputs, &options, |_, outcome| {
         let print = |out: &mut std::io::StdoutLock| -> std::io::Result<()> {
             if let Err(reason) = &outcome.result {
-                eprintln!("levit: error: {reason}");
+                output::note(&format!("levit: error: {reason}"));
             }
             if args.json {
                 writeln!(out, "{}", format_json(&outcome))?;
@@ -402,18 +404,17 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
             }
             None => print(&mut out),
         };
-        if written.is_err() {
-            broken_pipe = true; // stdout closed (`| head`): stop quietly
-        }
-        !broken_pipe
+        // A closed pipe or a full disk: stop, the remaining results have nowhere to go.
+        write_error = written.err().map(OutputError::from);
+        write_error.is_none()
     });
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    if broken_pipe {
-        return Ok(0);
+    if let Some(e) = write_error {
+        return Err(e.into());
     }
-    eprintln!(
+    output::note(&format!(
         "levit: {} image{}, {} failed, {:.2} s, {:.1} images/s ({} worker{})",
         summary.images,
         if summary.images == 1 { "" } else { "s" },
@@ -422,7 +423,7 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
         summary.images_per_second(),
         summary.workers,
         if summary.workers == 1 { "" } else { "s" },
-    );
+    ));
     Ok(if summary.failed > 0 {
         EXIT_SOME_FAILED
     } else {

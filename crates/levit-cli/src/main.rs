@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use levit_cli::model::LoadSettings;
+use levit_cli::output::OutputError;
 
 const EXIT_ERROR: u8 = 1;
 
@@ -179,7 +180,7 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        eprintln!("levit: internal error (please report): {msg}");
+        levit_cli::output::note(&format!("levit: internal error (please report): {msg}"));
     }));
     let cli = Cli::parse();
     let result = match cli.command {
@@ -216,11 +217,12 @@ fn main() -> ExitCode {
                 verify_checksums: false,
             };
             let info = levit_cli::info::gather(&model, &settings)?;
-            if json {
-                println!("{:#}", info.to_json(&model));
+            let text = if json {
+                format!("{:#}\n", info.to_json(&model))
             } else {
-                print!("{}", info.to_text(&model));
-            }
+                info.to_text(&model)
+            };
+            levit_cli::output::print(&text)?;
             match &info.checksums {
                 Ok(()) => Ok(0),
                 Err(e) => Err(anyhow::anyhow!("{}: {e}", model.display())),
@@ -246,9 +248,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away: nobody to tell, but results were lost.
+        Err(e) if matches!(e.downcast_ref(), Some(OutputError::Closed)) => {
+            ExitCode::from(EXIT_ERROR)
+        }
         Err(e) => {
             let line = format!("{e:#}").replace(['\n', '\r'], " ");
-            eprintln!("levit: error: {line}");
+            levit_cli::output::note(&format!("levit: error: {line}"));
             ExitCode::from(EXIT_ERROR)
         }
     }

@@ -384,3 +384,75 @@ fn a_nan_in_the_weights_is_never_reported_as_a_prediction() {
         }
     }
 }
+
+/// Runs the binary with stdout going to `stdout`; returns (status, stderr).
+fn levit_to(stdout: std::process::Stdio, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_levit"))
+        .args(args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_failed_write_of_the_results_is_an_error() {
+    let m = golden_tiny();
+    let photo = image("chelsea.png");
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+            .into()
+    };
+    for args in [
+        &["classify", "--model", s(&m), s(&photo)][..],
+        &["classify", "--json", "--model", s(&m), s(&photo)],
+        &["info", s(&m)],
+        &["info", "--json", s(&m)],
+    ] {
+        let (code, stderr) = levit_to(full(), args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(
+            stderr
+                .contains("levit: error: cannot write results to stdout: no space left on device"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_but_not_with_success() {
+    // 1000 copies of an image: more output than a pipe buffers (64 KiB), so the
+    // program is still writing when the reader closes after the first byte.
+    let m = golden_tiny();
+    let photo = image("chelsea.png");
+    let mut args = vec!["classify", "--threads", "1", "--model", s(&m)];
+    args.extend(std::iter::repeat_n(s(&photo), 1000));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_levit"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    use std::io::Read;
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then dropped: closed
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("error"),
+        "quiet on a closed pipe: {stderr}"
+    );
+    assert!(
+        !stderr.contains("40 images"),
+        "no summary of results not delivered: {stderr}"
+    );
+}
