@@ -392,7 +392,7 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
             if args.json {
                 writeln!(out, "{}", format_json(&outcome))?;
             } else if let Some(text) = format_text(&outcome) {
-                out.write_all(text.as_bytes())?;
+                out.write_all(output::printable(&text, true).as_bytes())?;
             }
             out.flush()
         };

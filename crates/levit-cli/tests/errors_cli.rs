@@ -456,3 +456,84 @@ fn a_closed_pipe_ends_quietly_but_not_with_success() {
         "no summary of results not delivered: {stderr}"
     );
 }
+
+#[test]
+fn terminal_escapes_in_names_and_strings_are_shown_escaped() {
+    let dir = Workdir::new("e-escapes");
+    // A weight file whose variant and source strings carry escape sequences.
+    let mut c = levit::synth::variant_config("128s").unwrap();
+    c.embed_dim = vec![32, 48, 64];
+    c.key_dim = 8;
+    c.num_heads = vec![2, 3, 4];
+    c.depth = vec![1, 1, 1];
+    c.variant = "evil\u{1b}]0;owned\u{7}".into();
+    let plain = levit::synth::random_weight_file(&c, 1).unwrap();
+    let file = levit_format::WeightFile::from_bytes(&plain, false).unwrap();
+    let values: Vec<(String, Vec<usize>, Vec<f32>)> = file
+        .tensors()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                t.shape.to_vec(),
+                t.f32().unwrap().to_vec(),
+            )
+        })
+        .collect();
+    let tensors: Vec<levit_format::TensorData> = values
+        .iter()
+        .map(|(name, shape, data)| levit_format::TensorData {
+            name,
+            shape,
+            data: levit_format::TensorBytes::F32(data),
+        })
+        .collect();
+    let source = "checkpoint\u{1b}[2J\u{1b}[H\r\nchecksums     ok";
+    let bytes = levit_format::write_weight_file(file.config_json(), &tensors, source);
+    let model = dir.path("escapes.lvt");
+    std::fs::write(&model, bytes).unwrap();
+    let run = levit(&["info", s(&model)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for raw in ['\u{1b}', '\u{7}', '\r'] {
+        assert!(!run.stdout.contains(raw), "{:?}", run.stdout);
+    }
+    assert!(
+        run.stdout.contains("evil\\x1b]0;owned\\x07"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("checkpoint\\x1b[2J\\x1b[H\\x0d\\x0achecksums"),
+        "{}",
+        run.stdout
+    );
+    // JSON keeps the exact strings (escaped the JSON way).
+    let json: serde_json::Value =
+        serde_json::from_str(&levit(&["info", "--json", s(&model)]).stdout).unwrap();
+    assert!(json.to_string().contains("\\u001b[2J"), "{json}");
+
+    // A file name with escapes, in the result lines and in an error line.
+    let evil = dir.path("cat\u{1b}[31m\u{202e}gpj.png");
+    std::fs::copy(image("chelsea.png"), &evil).unwrap();
+    let broken = dir.path("bad\u{1b}[1A.jpg");
+    std::fs::write(&broken, b"not a jpeg").unwrap();
+    let run = levit(&[
+        "classify",
+        "--model",
+        s(&golden_tiny()),
+        s(&evil),
+        s(&broken),
+    ]);
+    for raw in ['\u{1b}', '\u{202e}'] {
+        assert!(
+            !run.stdout.contains(raw) && !run.stderr.contains(raw),
+            "{run:?}"
+        );
+    }
+    assert!(
+        run.stdout.contains("cat\\x1b[31m\\u{202e}gpj.png"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("bad\\x1b[1A.jpg"), "{}", run.stderr);
+}
