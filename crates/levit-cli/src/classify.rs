@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use levit::imagenet::{top_k, Prediction};
-use levit::preprocess::{open_image_with, Orientation, Preprocess};
+use levit::preprocess::{open_image_with, DecodeOptions, Orientation, Preprocess};
 use levit::{Engine, Model};
 use serde_json::json;
 
@@ -59,8 +59,9 @@ pub struct ClassifyOptions {
     pub workers: usize,
     /// The eval transform (crop_pct, image size).
     pub preprocess: Preprocess,
-    /// Whether to apply EXIF orientation (timm does not).
-    pub orientation: Orientation,
+    /// How images are read and decoded: EXIF orientation (timm ignores it), the pixel
+    /// limit, truncated JPEGs (refused, as PIL refuses them).
+    pub decode: DecodeOptions,
 }
 
 /// Totals of a run.
@@ -161,7 +162,7 @@ pub fn classify_file(
     path: &Path,
 ) -> Result<Vec<Prediction>, String> {
     let one_line = |s: String| s.replace(['\n', '\r'], " ").trim_end().to_string();
-    let image = open_image_with(path, options.orientation).map_err(|e| one_line(e.to_string()))?;
+    let image = open_image_with(path, &options.decode).map_err(|e| one_line(e.to_string()))?;
     options
         .preprocess
         .run_into(&image, buf)
@@ -320,6 +321,8 @@ pub struct Args {
     pub crop_pct: f64,
     /// Apply EXIF orientation.
     pub exif: bool,
+    /// Decode JPEGs that end early (the missing part grey) instead of refusing them.
+    pub allow_truncated: bool,
     /// Show a progress bar on a terminal (stderr).
     pub progress: bool,
     /// Model loading settings.
@@ -365,10 +368,14 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
         top: args.top,
         workers,
         preprocess,
-        orientation: if args.exif {
-            Orientation::Apply
-        } else {
-            Orientation::Ignore
+        decode: DecodeOptions {
+            orientation: if args.exif {
+                Orientation::Apply
+            } else {
+                Orientation::Ignore
+            },
+            allow_truncated: args.allow_truncated,
+            ..DecodeOptions::default()
         },
     };
     let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {

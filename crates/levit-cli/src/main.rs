@@ -120,6 +120,10 @@ Examples:
         /// Rotate/flip images by their EXIF orientation first (timm does not).
         #[arg(long)]
         exif: bool,
+        /// Classify JPEGs whose data ends early, the missing part grey. By default they
+        /// are refused as "image file is truncated", as PIL (and so timm) refuses them.
+        #[arg(long)]
+        allow_truncated: bool,
         /// Never show the progress bar (it is only shown when stderr is a terminal).
         #[arg(long)]
         no_progress: bool,
@@ -192,6 +196,7 @@ fn main() -> ExitCode {
             threads,
             crop_pct,
             exif,
+            allow_truncated,
             no_progress,
             verify,
             flags,
@@ -203,6 +208,7 @@ fn main() -> ExitCode {
             threads: threads.map(usize::from),
             crop_pct,
             exif,
+            allow_truncated,
             progress: !no_progress,
             load: LoadSettings {
                 isa: flags.isa,

@@ -537,3 +537,80 @@ fn terminal_escapes_in_names_and_strings_are_shown_escaped() {
     );
     assert!(run.stderr.contains("bad\\x1b[1A.jpg"), "{}", run.stderr);
 }
+
+#[cfg(unix)]
+#[test]
+fn special_files_among_the_images_fail_alone_and_never_hang() {
+    let dir = Workdir::new("e-special");
+    let photos = dir.path("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::copy(image("chelsea.png"), photos.join("a_cat.png")).unwrap();
+    let fifo = photos.join("b_fifo.jpg");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink("/dev/zero", photos.join("c_zero.jpg")).unwrap();
+    let start = std::time::Instant::now();
+    // The folder (FIFO and device found by the walk), and the FIFO named directly.
+    for target in [photos.clone(), fifo.clone()] {
+        let run = levit(&[
+            "classify",
+            "--json",
+            "--model",
+            s(&golden_tiny()),
+            s(&target),
+        ]);
+        assert_eq!(run.code, i32::from(EXIT_SOME_FAILED), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("b_fifo.jpg: it is a FIFO, not a regular file"),
+            "{}",
+            run.stderr
+        );
+    }
+    let run = levit(&[
+        "classify",
+        "--json",
+        "--model",
+        s(&golden_tiny()),
+        s(&photos),
+    ]);
+    assert!(
+        run.stderr
+            .contains("c_zero.jpg: it is a character device, not a regular file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.lines().next().unwrap().contains("\"top\""),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn truncated_jpegs_are_refused_unless_allowed() {
+    let dir = Workdir::new("e-truncated");
+    let jpeg = std::fs::read(image("rocket.jpg")).unwrap();
+    let cut = dir.path("half.jpg");
+    std::fs::write(&cut, &jpeg[..jpeg.len() / 2]).unwrap();
+    let m = golden_tiny();
+    let run = levit(&["classify", "--model", s(&m), s(&cut)]);
+    assert_eq!(run.code, i32::from(EXIT_SOME_FAILED), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("half.jpg: format error decoding Jpeg: image file is truncated"),
+        "{}",
+        run.stderr
+    );
+    let run = levit(&["classify", "--allow-truncated", "--model", s(&m), s(&cut)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("half.jpg"), "{}", run.stdout);
+}

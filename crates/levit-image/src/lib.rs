@@ -57,6 +57,7 @@ pub use image;
 
 mod decode;
 mod error;
+mod fallible;
 mod jpeg;
 mod pil_rgb;
 mod png_palette;
@@ -66,8 +67,8 @@ mod tests;
 mod transform;
 
 pub use decode::{
-    decode_image, decode_image_with_limit, open_image, open_image_with, Orientation,
-    MAX_IMAGE_PIXELS,
+    decode_image, decode_image_with, open_image, open_image_with, read_image_file, DecodeOptions,
+    Orientation, MAX_IMAGE_PIXELS,
 };
 pub use error::PreprocessError;
 pub use pil_rgb::to_rgb8_like_pil;
