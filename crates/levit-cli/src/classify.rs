@@ -13,10 +13,14 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use levit::imagenet::{top_k, Prediction};
-use levit::preprocess::{open_image_with, DecodeOptions, Orientation, Preprocess};
+use levit::preprocess::{
+    decode_image_with, probe_dimensions, read_image_file, DecodeOptions, Orientation, Preprocess,
+    PreprocessError, DECODE_BYTES_PER_PIXEL,
+};
 use levit::{Engine, Model};
 use serde_json::json;
 
+use crate::budget::{DecodeBudget, DEFAULT_DECODE_BUDGET};
 use crate::output::{self, OutputError};
 
 /// File extensions picked up when walking a directory (case-insensitive). Files named
@@ -62,6 +66,8 @@ pub struct ClassifyOptions {
     /// How images are read and decoded: EXIF orientation (timm ignores it), the pixel
     /// limit, truncated JPEGs (refused, as PIL refuses them).
     pub decode: DecodeOptions,
+    /// Bytes all workers' decodes in flight may hold together ([`DecodeBudget`]).
+    pub decode_budget: u64,
 }
 
 /// Totals of a run.
@@ -154,19 +160,42 @@ pub fn is_image_name(path: &Path) -> bool {
 }
 
 /// Decodes, preprocesses and classifies one file with `engine` (`buf`: the engine's
-/// input, `3 * img_size²` floats). The error is one line naming the file.
+/// input, `3 * img_size²` floats), holding the decode's memory bound from `budget`
+/// while its pixels exist. The error is one line naming the file.
 pub fn classify_file(
     engine: &mut Engine,
     options: &ClassifyOptions,
+    budget: &DecodeBudget,
     buf: &mut [f32],
     path: &Path,
 ) -> Result<Vec<Prediction>, String> {
     let one_line = |s: String| s.replace(['\n', '\r'], " ").trim_end().to_string();
-    let image = open_image_with(path, &options.decode).map_err(|e| one_line(e.to_string()))?;
+    let bytes = read_image_file(path, &options.decode).map_err(|e| one_line(e.to_string()))?;
+    // Unknown headers reserve nothing: the decoder refuses them before allocating.
+    let (w, h) = probe_dimensions(&bytes).unwrap_or((0, 0));
+    let need = u64::from(w) * u64::from(h) * DECODE_BYTES_PER_PIXEL;
+    let Some(reservation) = budget.reserve(need) else {
+        return Err(one_line(format!(
+            "{}: a {w}x{h} image needs up to {} MiB to decode, more than the {} MiB all \
+             decodes in flight may hold",
+            path.display(),
+            need >> 20,
+            budget.total() >> 20
+        )));
+    };
+    let image = decode_image_with(&bytes, &options.decode).map_err(|source| {
+        let e = PreprocessError::Decode {
+            path: path.to_path_buf(),
+            source,
+        };
+        one_line(e.to_string())
+    })?;
+    drop(bytes);
     options
         .preprocess
         .run_into(&image, buf)
         .map_err(|e| one_line(format!("{}: {e}", path.display())))?;
+    drop((image, reservation));
     let in_file = |e: levit::Error| one_line(format!("{}: {e}", path.display()));
     let logits = engine.infer(buf).map_err(in_file)?;
     top_k(logits, options.top).map_err(in_file)
@@ -205,6 +234,7 @@ pub fn run(
     let workers = options.workers.clamp(1, inputs.len().max(1));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    let budget = DecodeBudget::new(options.decode_budget);
     let mut failed = 0;
     let mut reported = 0;
     std::thread::scope(|scope| {
@@ -212,7 +242,7 @@ pub fn run(
         for _ in 0..workers {
             let tx = tx.clone();
             let model = model.clone();
-            let (next, stop) = (&next, &stop);
+            let (next, stop, budget) = (&next, &stop, &budget);
             scope.spawn(move || {
                 let mut engine = Engine::new(model);
                 let mut buf = vec![0.0f32; options.preprocess.output_len()];
@@ -220,7 +250,9 @@ pub fn run(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(input) = inputs.get(i) else { break };
                     let result = match input {
-                        Input::File(path) => classify_file(&mut engine, options, &mut buf, path),
+                        Input::File(path) => {
+                            classify_file(&mut engine, options, budget, &mut buf, path)
+                        }
                         Input::Failed(_, reason) => Err(reason.clone()),
                     };
                     let outcome = Outcome {
@@ -377,6 +409,7 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
             allow_truncated: args.allow_truncated,
             ..DecodeOptions::default()
         },
+        decode_budget: DEFAULT_DECODE_BUDGET,
     };
     let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(inputs.len() as u64);

@@ -614,3 +614,61 @@ fn truncated_jpegs_are_refused_unless_allowed() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("half.jpg"), "{}", run.stdout);
 }
+
+/// A 9000 x 9000 16-bit RGB PNG of zeros: a few hundred KB on disk, 486 MB decoded.
+fn write_huge_png(path: &std::path::Path) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = png::Encoder::new(file, 9000, 9000);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Sixteen);
+    let mut writer = encoder.write_header().unwrap();
+    let mut stream = writer.stream_writer().unwrap();
+    let row = vec![0u8; 9000 * 6];
+    for _ in 0..9000 {
+        std::io::Write::write_all(&mut stream, &row).unwrap();
+    }
+    stream.finish().unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_huge_image_under_a_memory_limit_fails_alone() {
+    let dir = Workdir::new("e-memlimit");
+    let huge = dir.path("huge16.png");
+    write_huge_png(&huge);
+    assert!(std::fs::metadata(&huge).unwrap().len() < 2 << 20);
+    // 700 MB of address space (ulimit -v, in KiB): the decoded image fits, its RGB
+    // copy and the rest of the process do not.
+    let script = format!(
+        "ulimit -v 716800 && exec \"$0\" classify --json --threads 2 --model '{}' '{}' '{}' '{}'",
+        s(&golden_tiny()),
+        s(&image("chelsea.png")),
+        s(&huge),
+        s(&image("rocket.jpg")),
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_levit")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(EXIT_SOME_FAILED)),
+        "{stderr}"
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0]["top"].is_array() && lines[2]["top"].is_array(),
+        "{stdout}"
+    );
+    let err = lines[1]["error"].as_str().unwrap();
+    assert!(
+        err.contains("huge16.png") && err.contains("memory"),
+        "{err}"
+    );
+}

@@ -170,6 +170,22 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     "not a regular file"
 }
 
+/// Upper bound on the bytes one decode of a `width * height` image holds at its peak,
+/// per pixel: the decoded pixels (up to 8 bytes: 16-bit RGBA), the 8-bit RGB copy (3)
+/// and a JPEG's coefficient and colour planes (about 6 for 4:4:4, progressive). A
+/// caller running several decodes at once can bound their memory with it.
+pub const DECODE_BYTES_PER_PIXEL: u64 = 16;
+
+/// `(width, height)` from an image file's header, without decoding it (`None` if the
+/// format or header is not recognised): what a decode will cost, before paying it.
+pub fn probe_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
 /// Decodes an image file held in memory (JPEG, PNG or WebP, detected from the bytes)
 /// with [`DecodeOptions::default`] but the given orientation; see [`decode_image_with`].
 pub fn decode_image(

@@ -39,18 +39,12 @@ pub(crate) fn decode_pixels(
             DynamicImage::$variant(ImageBuffer::from_raw(w, h, buf).ok_or_else(unsupported)?)
         }};
     }
-    // Wider layouts: decoded as bytes (native-endian samples), then copied sample by
-    // sample into the typed buffer: a second buffer of the same size, also fallible.
+    // Wider layouts: decoded straight into the typed buffer, seen as bytes (any
+    // `[u16]` or `[f32]` is a valid `[u8]`; the decoder writes native-endian samples).
     macro_rules! wide {
         ($variant:ident, $t:ty) => {{
-            let mut raw: Vec<u8> = zeroed(bytes)?;
-            decoder.read_image(&mut raw)?;
-            const N: usize = std::mem::size_of::<$t>();
-            let mut buf: Vec<$t> = zeroed(bytes / N as u64)?;
-            for (dst, src) in buf.iter_mut().zip(raw.chunks_exact(N)) {
-                *dst = <$t>::from_ne_bytes(src.try_into().expect("N bytes"));
-            }
-            drop(raw);
+            let mut buf: Vec<$t> = zeroed(bytes / std::mem::size_of::<$t>() as u64)?;
+            decoder.read_image(bytemuck::cast_slice_mut(&mut buf))?;
             DynamicImage::$variant(ImageBuffer::from_raw(w, h, buf).ok_or_else(unsupported)?)
         }};
     }
