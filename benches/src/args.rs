@@ -4,6 +4,21 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// Most images per timed batch: their inputs are held in memory (600 MiB at 224x224).
+pub const MAX_BATCH: usize = 1024;
+/// Most timed runs: one `Duration` each is kept for the percentiles.
+pub const MAX_ITERS: usize = 10_000_000;
+
+/// A clap parser for an integer in `lo..=hi`: out of range is a usage error (exit 2)
+/// rather than a run that aborts allocating for it.
+fn in_range(lo: usize, hi: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text| match text.parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("{n} is out of range {lo}..={hi}")),
+        Err(e) => Err(format!("not a number in {lo}..={hi}: {e}")),
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "levit-bench",
@@ -20,18 +35,18 @@ pub struct Args {
     /// Paper variant with random weights when no file is given: 128s, 128, 192, 256, 384.
     #[arg(long)]
     pub variant: Option<String>,
-    /// Intra-op threads.
-    #[arg(long, default_value_t = 1)]
+    /// Intra-op threads (1 to levit::MAX_THREADS, 256).
+    #[arg(long, default_value_t = 1, value_parser = in_range(1, levit::MAX_THREADS))]
     pub threads: usize,
-    /// Images per timed run. Above 1, times `Engine::infer_batch` over that many
-    /// distinct images (throughput mode): latencies are per batch.
-    #[arg(long, default_value_t = 1)]
+    /// Images per timed run, 1 to 1024. Above 1, times `Engine::infer_batch` over that
+    /// many distinct images (throughput mode): latencies are per batch.
+    #[arg(long, default_value_t = 1, value_parser = in_range(1, MAX_BATCH))]
     pub batch: usize,
     /// Untimed runs first.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
-    /// Timed runs.
-    #[arg(long, default_value_t = 200)]
+    /// Timed runs, 1 to 10^7 (each keeps its time in memory).
+    #[arg(long, default_value_t = 200, value_parser = in_range(1, MAX_ITERS))]
     pub iters: usize,
     /// Force a SIMD path (amx, avx512bf16, avx512, avx2, portable).
     #[arg(long)]

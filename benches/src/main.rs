@@ -15,7 +15,7 @@ mod timing;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
 use levit::{Engine, EngineOptions};
 use levit_kernels::peak::dot_peak_gmacs;
@@ -37,15 +37,6 @@ fn peak_window(model: &levit::Model, earlier: Option<f64>) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.threads == 0 {
-        bail!("--threads must be at least 1");
-    }
-    if args.iters == 0 {
-        bail!("--iters must be at least 1");
-    }
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
     let loaded = load::load(&args)?;
     let model = Arc::new(loaded.model);
     // First window before the engine exists, so that its worker threads cannot

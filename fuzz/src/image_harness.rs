@@ -5,7 +5,7 @@
 //! Depends only on `levit` (feature `preprocess`).
 
 use levit::preprocess::image::DynamicImage;
-use levit::preprocess::{decode_image_with_limit, Orientation, Preprocess};
+use levit::preprocess::{decode_image_with, DecodeOptions, Orientation, Preprocess};
 
 /// Largest image (width x height) the harness lets the decoders produce: a tenth of a
 /// second or so per input under AddressSanitizer, far below the 10 s timeout. The
@@ -47,7 +47,12 @@ pub fn decode_and_preprocess(bytes: &[u8]) -> bool {
 }
 
 fn decode(bytes: &[u8], orientation: Orientation) -> Option<DynamicImage> {
-    match decode_image_with_limit(bytes, orientation, MAX_FUZZ_PIXELS) {
+    let options = DecodeOptions {
+        orientation,
+        max_pixels: MAX_FUZZ_PIXELS,
+        ..DecodeOptions::default()
+    };
+    match decode_image_with(bytes, &options) {
         Ok(img) => {
             let pixels = u64::from(img.width()) * u64::from(img.height());
             assert!(

@@ -13,9 +13,15 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use levit::imagenet::{top_k, Prediction};
-use levit::preprocess::{open_image_with, Orientation, Preprocess};
+use levit::preprocess::{
+    decode_image_with, probe_dimensions, read_image_file, DecodeOptions, Orientation, Preprocess,
+    PreprocessError, DECODE_BYTES_PER_PIXEL,
+};
 use levit::{Engine, Model};
 use serde_json::json;
+
+use crate::budget::{DecodeBudget, DEFAULT_DECODE_BUDGET};
+use crate::output::{self, OutputError};
 
 /// File extensions picked up when walking a directory (case-insensitive). Files named
 /// on the command line are decoded whatever their name.
@@ -57,8 +63,11 @@ pub struct ClassifyOptions {
     pub workers: usize,
     /// The eval transform (crop_pct, image size).
     pub preprocess: Preprocess,
-    /// Whether to apply EXIF orientation (timm does not).
-    pub orientation: Orientation,
+    /// How images are read and decoded: EXIF orientation (timm ignores it), the pixel
+    /// limit, truncated JPEGs (refused, as PIL refuses them).
+    pub decode: DecodeOptions,
+    /// Bytes all workers' decodes in flight may hold together ([`DecodeBudget`]).
+    pub decode_budget: u64,
 }
 
 /// Totals of a run.
@@ -105,7 +114,9 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
     let text = e.to_string();
     let text = text.split(" (os error ").next().unwrap_or_default();
     let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }
 
 fn walk(dir: &Path, out: &mut Vec<Input>, depth: usize) {
@@ -149,19 +160,42 @@ pub fn is_image_name(path: &Path) -> bool {
 }
 
 /// Decodes, preprocesses and classifies one file with `engine` (`buf`: the engine's
-/// input, `3 * img_size²` floats). The error is one line naming the file.
+/// input, `3 * img_size²` floats), holding the decode's memory bound from `budget`
+/// while its pixels exist. The error is one line naming the file.
 pub fn classify_file(
     engine: &mut Engine,
     options: &ClassifyOptions,
+    budget: &DecodeBudget,
     buf: &mut [f32],
     path: &Path,
 ) -> Result<Vec<Prediction>, String> {
     let one_line = |s: String| s.replace(['\n', '\r'], " ").trim_end().to_string();
-    let image = open_image_with(path, options.orientation).map_err(|e| one_line(e.to_string()))?;
+    let bytes = read_image_file(path, &options.decode).map_err(|e| one_line(e.to_string()))?;
+    // Unknown headers reserve nothing: the decoder refuses them before allocating.
+    let (w, h) = probe_dimensions(&bytes).unwrap_or((0, 0));
+    let need = u64::from(w) * u64::from(h) * DECODE_BYTES_PER_PIXEL;
+    let Some(reservation) = budget.reserve(need) else {
+        return Err(one_line(format!(
+            "{}: a {w}x{h} image needs up to {} MiB to decode, more than the {} MiB all \
+             decodes in flight may hold",
+            path.display(),
+            need >> 20,
+            budget.total() >> 20
+        )));
+    };
+    let image = decode_image_with(&bytes, &options.decode).map_err(|source| {
+        let e = PreprocessError::Decode {
+            path: path.to_path_buf(),
+            source,
+        };
+        one_line(e.to_string())
+    })?;
+    drop(bytes);
     options
         .preprocess
         .run_into(&image, buf)
         .map_err(|e| one_line(format!("{}: {e}", path.display())))?;
+    drop((image, reservation));
     let in_file = |e: levit::Error| one_line(format!("{}: {e}", path.display()));
     let logits = engine.infer(buf).map_err(in_file)?;
     top_k(logits, options.top).map_err(in_file)
@@ -200,6 +234,7 @@ pub fn run(
     let workers = options.workers.clamp(1, inputs.len().max(1));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    let budget = DecodeBudget::new(options.decode_budget);
     let mut failed = 0;
     let mut reported = 0;
     std::thread::scope(|scope| {
@@ -207,7 +242,7 @@ pub fn run(
         for _ in 0..workers {
             let tx = tx.clone();
             let model = model.clone();
-            let (next, stop) = (&next, &stop);
+            let (next, stop, budget) = (&next, &stop, &budget);
             scope.spawn(move || {
                 let mut engine = Engine::new(model);
                 let mut buf = vec![0.0f32; options.preprocess.output_len()];
@@ -215,7 +250,9 @@ pub fn run(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(input) = inputs.get(i) else { break };
                     let result = match input {
-                        Input::File(path) => classify_file(&mut engine, options, &mut buf, path),
+                        Input::File(path) => {
+                            classify_file(&mut engine, options, budget, &mut buf, path)
+                        }
                         Input::Failed(_, reason) => Err(reason.clone()),
                     };
                     let outcome = Outcome {
@@ -316,6 +353,8 @@ pub struct Args {
     pub crop_pct: f64,
     /// Apply EXIF orientation.
     pub exif: bool,
+    /// Decode JPEGs that end early (the missing part grey) instead of refusing them.
+    pub allow_truncated: bool,
     /// Show a progress bar on a terminal (stderr).
     pub progress: bool,
     /// Model loading settings.
@@ -323,15 +362,14 @@ pub struct Args {
 }
 
 /// Exit status of `levit classify` when some inputs failed and the others ran.
+/// Every image failing is this status too: the run itself worked and reported each
+/// image, so the status says "see the per-image errors", as it does for one failure.
 pub const EXIT_SOME_FAILED: u8 = 3;
-/// Exit status of `levit classify` when every input failed (as for a run that could not
-/// start: nothing was classified).
-pub const EXIT_NONE_CLASSIFIED: u8 = 1;
 
 /// Runs `levit classify`: prints results to stdout (text or JSON Lines), failures and
 /// the summary to stderr. Returns the exit status: 0 when every image was classified,
-/// [`EXIT_SOME_FAILED`] when some failed and the others were classified,
-/// [`EXIT_NONE_CLASSIFIED`] when every image failed; `Err` when nothing could run.
+/// [`EXIT_SOME_FAILED`] when one or more failed (each is reported; the others were
+/// classified); `Err` when nothing could run.
 pub fn command(args: &Args) -> anyhow::Result<u8> {
     use std::io::{IsTerminal, Write};
 
@@ -362,11 +400,16 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
         top: args.top,
         workers,
         preprocess,
-        orientation: if args.exif {
-            Orientation::Apply
-        } else {
-            Orientation::Ignore
+        decode: DecodeOptions {
+            orientation: if args.exif {
+                Orientation::Apply
+            } else {
+                Orientation::Ignore
+            },
+            allow_truncated: args.allow_truncated,
+            ..DecodeOptions::default()
         },
+        decode_budget: DEFAULT_DECODE_BUDGET,
     };
     let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(inputs.len() as u64);
@@ -380,16 +423,16 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
     });
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut broken_pipe = false;
+    let mut write_error: Option<OutputError> = None;
     let summary = run(model, &inputs, &options, |_, outcome| {
         let print = |out: &mut std::io::StdoutLock| -> std::io::Result<()> {
             if let Err(reason) = &outcome.result {
-                eprintln!("levit: error: {reason}");
+                output::note(&format!("levit: error: {reason}"));
             }
             if args.json {
                 writeln!(out, "{}", format_json(&outcome))?;
             } else if let Some(text) = format_text(&outcome) {
-                out.write_all(text.as_bytes())?;
+                out.write_all(output::printable(&text, true).as_bytes())?;
             }
             out.flush()
         };
@@ -401,18 +444,17 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
             }
             None => print(&mut out),
         };
-        if written.is_err() {
-            broken_pipe = true; // stdout closed (`| head`): stop quietly
-        }
-        !broken_pipe
+        // A closed pipe or a full disk: stop, the remaining results have nowhere to go.
+        write_error = written.err().map(OutputError::from);
+        write_error.is_none()
     });
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    if broken_pipe {
-        return Ok(0);
+    if let Some(e) = write_error {
+        return Err(e.into());
     }
-    eprintln!(
+    output::note(&format!(
         "levit: {} image{}, {} failed, {:.2} s, {:.1} images/s ({} worker{})",
         summary.images,
         if summary.images == 1 { "" } else { "s" },
@@ -421,10 +463,8 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
         summary.images_per_second(),
         summary.workers,
         if summary.workers == 1 { "" } else { "s" },
-    );
-    Ok(if summary.failed == summary.images {
-        EXIT_NONE_CLASSIFIED
-    } else if summary.failed > 0 {
+    ));
+    Ok(if summary.failed > 0 {
         EXIT_SOME_FAILED
     } else {
         0

@@ -49,11 +49,11 @@ fn infer(model: levit::Model, input: &Path, output: &Path) -> Result<()> {
     engine.infer_batch(&x.data, &mut logits)?;
     let elapsed = start.elapsed();
     npy::write_f32(output, &[images, classes], &logits)?;
-    eprintln!(
+    crate::output::note(&format!(
         "levit: wrote float32 logits [{images}, {classes}] to {} ({images} image{} in {:.3} s)",
         output.display(),
         if images == 1 { "" } else { "s" },
         elapsed.as_secs_f64()
-    );
+    ));
     Ok(())
 }

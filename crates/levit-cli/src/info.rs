@@ -238,7 +238,12 @@ impl Info {
             self.isa.name(),
             supported.join(", ")
         ));
-        lines.join("\n") + "\n"
+        // Each line escaped on its own: a newline inside a file's string (its source,
+        // its variant, a tensor name in an error) must not start a forged line.
+        lines
+            .iter()
+            .map(|line| crate::output::printable(line, false) + "\n")
+            .collect()
     }
 
     /// `bf16 (31 tensors BF16, 37 F32)`: the precision and the tensors per dtype.

@@ -62,14 +62,33 @@ pub fn describe(path: &Path, e: levit::Error) -> anyhow::Error {
             anyhow!("model {shown} is not a regular file")
         }
         // The conversion hint first: the likeliest cause is a checkpoint passed as is.
-        levit::Error::Format(FormatError::NotLevit(why)) => anyhow!(
-            "{shown} is a safetensors file but not a levit model: convert checkpoints first \
-             with `levit-weights convert {shown} -o model.lvt` ({why})"
-        ),
-        levit::Error::Format(FormatError::Container(why)) => anyhow!(
-            "{shown} is not a levit model file: convert PyTorch checkpoints first with \
-             `levit-weights convert {shown} -o model.lvt` ({why})"
-        ),
+        levit::Error::Format(FormatError::NotLevit(why) | FormatError::Container(why)) => {
+            match checkpoint_kind(path) {
+                Some(kind) => anyhow!(
+                    "{shown} is {kind}, not a levit model: convert it first with \
+                     `levit-weights convert {shown} -o model.lvt` ({why})"
+                ),
+                None => anyhow!(
+                    "{shown} is not a levit model file: convert checkpoints with \
+                     `levit-weights convert` ({why})"
+                ),
+            }
+        }
         other => anyhow!("model {shown}: {other}"),
+    }
+}
+
+/// What kind of PyTorch checkpoint `path` looks like from its first bytes, if any: a
+/// safetensors file (8-byte little-endian header length, then a JSON object), a
+/// `torch.save` zip archive or a legacy pickle.
+fn checkpoint_kind(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut head = [0u8; 9];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    match head {
+        [.., b'{'] => Some("a safetensors checkpoint"),
+        [b'P', b'K', 3, 4, ..] => Some("a PyTorch checkpoint"),
+        [0x80, 2..=5, ..] => Some("a PyTorch checkpoint (pickle)"),
+        _ => None,
     }
 }

@@ -7,13 +7,22 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{golden_tiny, image, levit, tiny_model, Workdir};
-use levit::preprocess::{open_image_with, Orientation, Preprocess, FB_CROP_PCT};
 use levit::imagenet::{top_k, Prediction};
+use levit::preprocess::{open_image_with, DecodeOptions, Orientation, Preprocess, FB_CROP_PCT};
+
+/// Decodes `path` as `levit classify` does, with an EXIF setting.
+fn open_image(path: &Path, orientation: Orientation) -> levit::preprocess::image::DynamicImage {
+    let options = DecodeOptions {
+        orientation,
+        ..DecodeOptions::default()
+    };
+    open_image_with(path, &options).unwrap()
+}
 
 /// What the library says for one image.
 fn expected(model: &Path, path: &Path, settings: Preprocess, exif: Orientation) -> Vec<Prediction> {
     let mut engine = levit::Engine::new(Arc::new(levit::Model::load(model).unwrap()));
-    let x = settings.run(&open_image_with(path, exif).unwrap()).unwrap();
+    let x = settings.run(&open_image(path, exif)).unwrap();
     top_k(engine.infer(&x).unwrap(), 5).unwrap()
 }
 
@@ -214,9 +223,9 @@ fn crop_pct_and_exif_flags() {
         &expected(&model, &rotated, d, Orientation::Apply),
     );
     assert_ne!(plain.stdout, exif.stdout);
-    let img = open_image_with(&rotated, Orientation::Apply).unwrap();
+    let img = open_image(&rotated, Orientation::Apply);
     assert_eq!((img.width(), img.height()), (200, 300));
-    let img = open_image_with(&rotated, Orientation::Ignore).unwrap();
+    let img = open_image(&rotated, Orientation::Ignore);
     assert_eq!((img.width(), img.height()), (300, 200));
 }
 

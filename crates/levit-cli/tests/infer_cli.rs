@@ -1,74 +1,47 @@
 //! `levit infer` end to end through the real binary: outputs and error messages.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::{levit, tiny_model, Workdir};
 use levit::synth;
 use levit_cli::npy;
 use npyz::WriterBuilder;
 
-struct Workdir(PathBuf);
-
-impl Workdir {
-    fn new(name: &str) -> Workdir {
-        let dir = std::env::temp_dir().join(format!("levit-cli-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Workdir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Workdir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tiny_model(dir: &Workdir) -> (PathBuf, levit::Config) {
-    let mut c = synth::variant_config("128s").unwrap();
-    c.embed_dim = vec![32, 48, 64];
-    c.key_dim = 8;
-    c.num_heads = vec![2, 3, 4];
-    c.depth = vec![1, 1, 1];
-    c.num_classes = 10;
-    let path = dir.path("tiny.lvt");
-    std::fs::write(&path, synth::random_weight_file(&c, 1).unwrap()).unwrap();
-    (path, c)
-}
-
-fn levit(args: &[&Path]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_levit"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "the CLI panicked: {stderr}");
-    (out.status.success(), stderr)
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
 
 fn infer(model: &Path, input: &Path, output: &Path) -> (bool, String) {
-    levit(&[
-        Path::new("infer"),
-        Path::new("--model"),
-        model,
-        Path::new("--input"),
-        input,
-        Path::new("--output"),
-        output,
-    ])
+    let run = levit(&[
+        "infer",
+        "--model",
+        s(model),
+        "--input",
+        s(input),
+        "--output",
+        s(output),
+    ]);
+    (run.code == 0, run.stderr)
 }
 
 #[test]
 fn infer_writes_the_engines_logits() {
-    let dir = Workdir::new("ok");
-    let (model, _) = tiny_model(&dir);
+    let dir = Workdir::new("infer-ok");
+    let model = tiny_model(&dir, "tiny.lvt", 10);
     let mut rng = synth::Rng::new(3);
     let x: Vec<f32> = (0..2 * 3 * 224 * 224).map(|_| rng.normal()).collect();
     npy::write_f32(&dir.path("x.npy"), &[2, 3, 224, 224], &x).unwrap();
     let (ok, err) = infer(&model, &dir.path("x.npy"), &dir.path("y.npy"));
     assert!(ok, "{err}");
+    // It says what it wrote, on stderr (stdout stays free for pipelines).
+    let said = format!(
+        "levit: wrote float32 logits [2, 10] to {} (2 images in ",
+        dir.path("y.npy").display()
+    );
+    assert!(err.starts_with(&said), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     let y = npy::read_f32(&dir.path("y.npy")).unwrap();
     assert_eq!(y.shape, vec![2, 10]);
     let mut engine = levit::Engine::load(&model).unwrap();
@@ -77,8 +50,8 @@ fn infer_writes_the_engines_logits() {
 
 #[test]
 fn wrong_shape_dtype_and_missing_files_are_one_line_errors() {
-    let dir = Workdir::new("err");
-    let (model, _) = tiny_model(&dir);
+    let dir = Workdir::new("infer-err");
+    let model = tiny_model(&dir, "tiny.lvt", 10);
     npy::write_f32(
         &dir.path("bad_shape.npy"),
         &[1, 3, 224, 223],

@@ -116,6 +116,16 @@ pub enum FormatError {
         /// Computed CRC.
         actual: u32,
     },
+    /// A float tensor holds a NaN or infinity (its checksum may well be consistent).
+    #[error("tensor `{tensor}` holds a non-finite value ({value}) at element {index}: the weights are damaged")]
+    NonFinite {
+        /// Tensor name.
+        tensor: String,
+        /// Element index of the first such value.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
 }
 
 impl FormatError {
@@ -144,5 +154,7 @@ pub(crate) fn os_reason(e: &std::io::Error) -> String {
     let text = e.to_string();
     let text = text.split(" (os error ").next().unwrap_or_default();
     let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }

@@ -13,8 +13,41 @@ pub enum PreprocessError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The path names a directory, FIFO, device or socket, not an image file.
+    #[error("cannot read image {}: it is {kind}, not a regular file", .path.display())]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is ("a FIFO", "a character device", ...).
+        kind: &'static str,
+    },
+    /// The file is larger than any image within the pixel limit can be
+    /// ([`DecodeOptions::max_file_bytes`](crate::DecodeOptions::max_file_bytes)).
+    #[error("cannot read image {}: the file is {bytes} bytes, more than the limit of {limit} bytes for an image", .path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (or what was read of it).
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Memory for the file's bytes could not be allocated.
+    #[error("cannot read image {}: out of memory for its {bytes} bytes", .path.display())]
+    OutOfMemory {
+        /// The file.
+        path: PathBuf,
+        /// Bytes asked for.
+        bytes: u64,
+    },
+    /// Memory for a decoded image's pixels could not be allocated.
+    #[error("out of memory for a {bytes}-byte pixel buffer")]
+    PixelsOutOfMemory {
+        /// Bytes asked for.
+        bytes: u64,
+    },
     /// The bytes are not a decodable JPEG, PNG or WebP image, or declare more than
-    /// [`MAX_IMAGE_PIXELS`] pixels.
+    /// [`MAX_IMAGE_PIXELS`](crate::MAX_IMAGE_PIXELS) pixels.
     #[error("cannot decode image {}: {}", .path.display(), lower_first(&.source.to_string()))]
     Decode {
         /// The file.
@@ -41,7 +74,7 @@ pub enum PreprocessError {
         width: u32,
         /// Height in pixels.
         height: u32,
-        /// The resized shorter side ([`Preprocess::resize_size`]).
+        /// The resized shorter side ([`Preprocess::resize_size`](crate::Preprocess::resize_size)).
         size: u32,
         /// The longer side it implies.
         long: u64,
@@ -72,5 +105,7 @@ pub(crate) fn os_reason(e: &std::io::Error) -> String {
 /// messages start with a capital, as a sentence would).
 pub(crate) fn lower_first(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }

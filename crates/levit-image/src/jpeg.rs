@@ -24,9 +24,13 @@ use image::{DynamicImage, GrayImage, RgbImage};
 /// Why the stream could not be decoded here.
 #[derive(Debug)]
 pub(crate) enum Error {
-    /// The stream is corrupt, truncated or has too many scans (the caller may try
-    /// another decoder). The message is for `Debug` (tests, debugging).
+    /// The stream is corrupt or has too many scans (the caller may try another
+    /// decoder). The message is for `Debug` (tests, debugging).
     Corrupt(#[allow(dead_code)] &'static str),
+    /// The data ends before the end-of-image marker: what PIL (with its default
+    /// `LOAD_TRUNCATED_IMAGES = False`) refuses as "image file is truncated", where
+    /// libjpeg alone would pad the image with grey.
+    Truncated,
     /// The frame header declares more than the caller's pixel limit; nothing was
     /// allocated for it.
     TooLarge {
@@ -290,14 +294,13 @@ pub(crate) fn decode(data: &[u8], max_pixels: u64) -> Result<Option<DynamicImage
 
     let seg = |pos: usize| -> Result<&[u8], Error> {
         let len = u16::from_be_bytes([
-            *data.get(pos).ok_or("truncated")?,
-            *data.get(pos + 1).ok_or("truncated")?,
+            *data.get(pos).ok_or(Error::Truncated)?,
+            *data.get(pos + 1).ok_or(Error::Truncated)?,
         ]) as usize;
         if len < 2 {
             return Err("bad segment length".into());
         }
-        data.get(pos + 2..pos + len)
-            .ok_or_else(|| "truncated".into())
+        data.get(pos + 2..pos + len).ok_or(Error::Truncated)
     };
 
     loop {
@@ -309,7 +312,7 @@ pub(crate) fn decode(data: &[u8], max_pixels: u64) -> Result<Option<DynamicImage
             pos += 1;
         }
         let Some(&marker) = data.get(pos) else {
-            return Err("no end-of-image marker".into());
+            return Err(Error::Truncated);
         };
         pos += 1;
         match marker {
@@ -627,7 +630,7 @@ fn decode_scan(
             }
         }
         if bits.hit_marker && bits.pos >= data.len() {
-            return Err("truncated scan".into());
+            return Err(Error::Truncated);
         }
     }
     // The scan's data ends at the next marker.
@@ -637,7 +640,7 @@ fn decode_scan(
             end += 1;
         }
         if end + 1 >= data.len() {
-            return Err("truncated scan".into());
+            return Err(Error::Truncated);
         }
         let m = data[end + 1];
         if m == 0 || m == 0xFF || (0xD0..=0xD7).contains(&m) {

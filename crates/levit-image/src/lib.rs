@@ -57,21 +57,21 @@ pub use image;
 
 mod decode;
 mod error;
+mod fallible;
 mod jpeg;
 mod pil_rgb;
 mod png_palette;
 mod resample;
-mod transform;
 #[cfg(test)]
 mod tests;
+mod transform;
 
 pub use decode::{
-    decode_image, decode_image_with_limit, open_image, open_image_with, Orientation,
-    MAX_IMAGE_PIXELS,
+    decode_image, decode_image_with, open_image, open_image_with, probe_dimensions,
+    read_image_file, DecodeOptions, Orientation, DECODE_BYTES_PER_PIXEL, MAX_IMAGE_PIXELS,
 };
 pub use error::PreprocessError;
 pub use pil_rgb::to_rgb8_like_pil;
 pub use transform::{
-    transform, transform_into, Preprocess, FB_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD,
-    TIMM_CROP_PCT,
+    transform, transform_into, Preprocess, FB_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, TIMM_CROP_PCT,
 };

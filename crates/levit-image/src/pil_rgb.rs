@@ -2,6 +2,8 @@
 
 use image::{DynamicImage, RgbImage};
 
+use crate::PreprocessError;
+
 /// Converts any decoded image to 8-bit RGB the way Pillow's `convert('RGB')` does for
 /// the image Pillow would have decoded from the same file:
 ///
@@ -10,23 +12,28 @@ use image::{DynamicImage, RgbImage};
 /// * 16-bit grey (Pillow's `I;16`) is clipped to 255, not scaled: Pillow's `I;16 -> RGB`
 ///   conversion saturates, so values above 255 become white;
 /// * float images (not produced by JPEG/PNG/WebP) are clamped to [0, 1] and rounded.
-pub fn to_rgb8_like_pil(img: &DynamicImage) -> RgbImage {
+///
+/// The RGB buffer is allocated fallibly ([`PreprocessError::PixelsOutOfMemory`]).
+pub fn to_rgb8_like_pil(img: &DynamicImage) -> Result<RgbImage, PreprocessError> {
     fn map<P: image::Pixel>(
         img: &image::ImageBuffer<P, Vec<P::Subpixel>>,
         f: impl Fn(&[P::Subpixel]) -> [u8; 3],
-    ) -> RgbImage {
+    ) -> Result<RgbImage, PreprocessError> {
         let (w, h) = img.dimensions();
         let channels = P::CHANNEL_COUNT as usize;
-        let mut out = Vec::with_capacity(w as usize * h as usize * 3);
+        let len = w as usize * h as usize * 3;
+        let mut out = Vec::new();
+        out.try_reserve_exact(len)
+            .map_err(|_| PreprocessError::PixelsOutOfMemory { bytes: len as u64 })?;
         for px in img.as_raw().chunks_exact(channels) {
             out.extend_from_slice(&f(px));
         }
-        RgbImage::from_raw(w, h, out).expect("3 bytes per pixel")
+        Ok(RgbImage::from_raw(w, h, out).expect("3 bytes per pixel"))
     }
     let hi = |v: u16| (v >> 8) as u8;
     let unit = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
     match img {
-        DynamicImage::ImageRgb8(i) => i.clone(),
+        DynamicImage::ImageRgb8(i) => map(i, |p| [p[0], p[1], p[2]]),
         DynamicImage::ImageLuma8(i) => map(i, |p| [p[0]; 3]),
         DynamicImage::ImageLumaA8(i) => map(i, |p| [p[0]; 3]),
         DynamicImage::ImageRgba8(i) => map(i, |p| [p[0], p[1], p[2]]),
@@ -36,6 +43,6 @@ pub fn to_rgb8_like_pil(img: &DynamicImage) -> RgbImage {
         DynamicImage::ImageRgba16(i) => map(i, |p| [hi(p[0]), hi(p[1]), hi(p[2])]),
         DynamicImage::ImageRgb32F(i) => map(i, |p| [unit(p[0]), unit(p[1]), unit(p[2])]),
         DynamicImage::ImageRgba32F(i) => map(i, |p| [unit(p[0]), unit(p[1]), unit(p[2])]),
-        other => other.to_rgb8(),
+        other => Ok(other.to_rgb8()),
     }
 }

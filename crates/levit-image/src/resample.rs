@@ -2,7 +2,6 @@
 
 use image::RgbImage;
 
-
 /// Pillow's fixed-point precision for 8-bit images: 32 - 8 - 2.
 pub(crate) const PRECISION_BITS: u32 = 22;
 
@@ -160,4 +159,3 @@ pub(crate) fn resample_bicubic_window(
         }
     }
 }
-

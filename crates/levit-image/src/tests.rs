@@ -5,7 +5,7 @@
 use crate::resample::{precompute_coeffs, PRECISION_BITS};
 use crate::transform::round_half_even;
 use crate::*;
-use image::{DynamicImage, GrayImage, RgbImage};
+use image::{DynamicImage, GenericImageView, GrayImage, RgbImage};
 
 #[test]
 fn python_rounding_and_torchvision_sizes() {
@@ -58,13 +58,13 @@ fn constant_images_stay_constant() {
 #[test]
 fn sixteen_bit_and_alpha_follow_pillow() {
     let g16 = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![100, 400]);
-    let rgb = to_rgb8_like_pil(&DynamicImage::ImageLuma16(g16.unwrap()));
+    let rgb = to_rgb8_like_pil(&DynamicImage::ImageLuma16(g16.unwrap())).unwrap();
     assert_eq!(rgb.as_raw(), &[100, 100, 100, 255, 255, 255]);
     let c16 = image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(1, 1, vec![0x12ff, 0, 65535]);
-    let rgb = to_rgb8_like_pil(&DynamicImage::ImageRgb16(c16.unwrap()));
+    let rgb = to_rgb8_like_pil(&DynamicImage::ImageRgb16(c16.unwrap())).unwrap();
     assert_eq!(rgb.as_raw(), &[0x12, 0, 255]);
     let rgba = image::RgbaImage::from_raw(1, 1, vec![1, 2, 3, 0]).unwrap();
-    let rgb = to_rgb8_like_pil(&DynamicImage::ImageRgba8(rgba));
+    let rgb = to_rgb8_like_pil(&DynamicImage::ImageRgba8(rgba)).unwrap();
     assert_eq!(rgb.as_raw(), &[1, 2, 3]);
 }
 
@@ -156,8 +156,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 #[test]
 fn oversized_headers_are_refused_before_decoding() {
     // JPEG: the frame header of a 64x43 progressive file patched to 65535x65535.
-    let jpeg: &[u8] =
-        include_bytes!("../../../tests/fixtures/images/rocket_progressive_420.jpg");
+    let jpeg: &[u8] = include_bytes!("../../../tests/fixtures/images/rocket_progressive_420.jpg");
     let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC2]).unwrap();
     let mut big = jpeg.to_vec();
     big[sof + 5..sof + 9].copy_from_slice(&[0xFF; 4]);
@@ -172,8 +171,13 @@ fn oversized_headers_are_refused_before_decoding() {
     let img = decode_image(jpeg, Orientation::Ignore).unwrap();
     let pixels = u64::from(img.width()) * u64::from(img.height());
     for orientation in [Orientation::Ignore, Orientation::Apply] {
-        assert!(decode_image_with_limit(jpeg, orientation, pixels).is_ok());
-        let err = decode_image_with_limit(jpeg, orientation, pixels - 1).unwrap_err();
+        let at = |max_pixels| DecodeOptions {
+            orientation,
+            max_pixels,
+            ..DecodeOptions::default()
+        };
+        assert!(decode_image_with(jpeg, &at(pixels)).is_ok());
+        let err = decode_image_with(jpeg, &at(pixels - 1)).unwrap_err();
         assert!(err.to_string().contains("more than the limit"), "{err}");
     }
 
@@ -191,5 +195,110 @@ fn oversized_headers_are_refused_before_decoding() {
         .to_string();
     assert!(err.contains("10000x10000"), "{err}");
     assert!(decode_image(png, Orientation::Ignore).is_ok());
-    assert!(decode_image_with_limit(png, Orientation::Ignore, 60 * 40 - 1).is_err());
+    let small = DecodeOptions {
+        max_pixels: 60 * 40 - 1,
+        ..DecodeOptions::default()
+    };
+    assert!(decode_image_with(png, &small).is_err());
+}
+
+/// The committed JPEGs, for the truncation tests.
+fn fixture_jpegs() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/images");
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    out.sort();
+    assert!(out.len() >= 9, "{} JPEG fixtures", out.len());
+    out
+}
+
+#[test]
+fn truncated_jpegs_are_refused_as_pil_refuses_them() {
+    // PIL (LOAD_TRUNCATED_IMAGES = False) raises "image file is truncated" on each of
+    // these cuts of each committed JPEG (checked with Pillow 11).
+    let lenient = DecodeOptions {
+        allow_truncated: true,
+        ..DecodeOptions::default()
+    };
+    for (name, bytes) in fixture_jpegs() {
+        assert!(decode_image(&bytes, Orientation::Ignore).is_ok(), "{name}");
+        for cut in [bytes.len() / 2, bytes.len() - 10] {
+            let err = decode_image(&bytes[..cut], Orientation::Ignore).unwrap_err();
+            assert!(
+                err.to_string().contains("image file is truncated"),
+                "{name} at {cut}: {err}"
+            );
+            // Opt-in: decoded, the missing part filled in.
+            let img = decode_image_with(&bytes[..cut], &lenient)
+                .unwrap_or_else(|e| panic!("{name} at {cut}: {e}"));
+            let full = decode_image(&bytes, Orientation::Ignore).unwrap();
+            assert_eq!(img.dimensions(), full.dimensions(), "{name}");
+        }
+    }
+    // Trailing bytes after the end-of-image marker are fine (PIL ignores them too).
+    let (_, bytes) = &fixture_jpegs()[0];
+    let mut junk = bytes.clone();
+    junk.extend_from_slice(b"trailing junk");
+    assert!(decode_image(&junk, Orientation::Ignore).is_ok());
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_without_blocking_or_reading_them() {
+    let dir = std::env::temp_dir().join(format!("levit-image-special-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("photo.jpg");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let zero_link = dir.join("zero.jpg");
+    std::os::unix::fs::symlink("/dev/zero", &zero_link).unwrap();
+    let start = std::time::Instant::now();
+    for (path, kind) in [
+        (fifo.as_path(), "a FIFO"),
+        (zero_link.as_path(), "a character device"),
+        (std::path::Path::new("/dev/zero"), "a character device"),
+        (dir.as_path(), "a directory"),
+    ] {
+        let err = open_image(path).unwrap_err();
+        assert!(
+            matches!(err, PreprocessError::NotAFile { kind: k, .. } if k == kind),
+            "{}: {err}",
+            path.display()
+        );
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    // No open blocked waiting for a FIFO writer, nothing read from /dev/zero.
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn files_larger_than_any_accepted_image_are_not_read() {
+    let dir = std::env::temp_dir().join(format!("levit-image-large-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let small = DecodeOptions {
+        max_pixels: 100,
+        ..DecodeOptions::default()
+    };
+    assert_eq!(small.max_file_bytes(), 800 + (1 << 20));
+    let path = dir.join("big.png");
+    std::fs::write(&path, vec![0u8; (1 << 20) + 801]).unwrap();
+    let err = open_image_with(&path, &small).unwrap_err();
+    assert!(
+        matches!(err, PreprocessError::FileTooLarge { bytes, limit, .. } if bytes == (1 << 20) + 801 && limit == (1 << 20) + 800),
+        "{err}"
+    );
+    // The default limit: 8 bytes per pixel of MAX_IMAGE_PIXELS, plus 1 MiB.
+    assert_eq!(
+        DecodeOptions::default().max_file_bytes(),
+        MAX_IMAGE_PIXELS * 8 + (1 << 20)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -169,7 +169,7 @@ impl Preprocess {
         }
         let rgb = match img {
             DynamicImage::ImageRgb8(i) => std::borrow::Cow::Borrowed(i),
-            other => std::borrow::Cow::Owned(to_rgb8_like_pil(other)),
+            other => std::borrow::Cow::Owned(to_rgb8_like_pil(other)?),
         };
         let crop = self.resize_crop(&rgb);
         self.normalize(&crop, out);

@@ -8,6 +8,12 @@ use levit_kernels::parallel::{Inline, SpinPool};
 use crate::arena::Arena;
 use crate::{run, Error, Model, Result};
 
+/// Most intra-op threads one engine may use. Each is an OS thread spinning between
+/// kernels and a slice of attention scratch; past a few dozen cores LeViT's kernels
+/// have too little work to split, so a larger request is a mistake worth an error
+/// rather than thousands of threads (or an abort when the OS refuses them).
+pub const MAX_THREADS: usize = 256;
+
 /// Per-engine settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineOptions {
@@ -56,8 +62,15 @@ impl Engine {
         Engine::with_options(model, EngineOptions::default()).expect("one thread needs no pool")
     }
 
-    /// An engine with explicit options (intra-op threads).
+    /// An engine with explicit options (intra-op threads). More than [`MAX_THREADS`]
+    /// threads is [`Error::Threads`]; 0 means 1.
     pub fn with_options(model: Arc<Model>, options: EngineOptions) -> Result<Engine> {
+        if options.threads > MAX_THREADS {
+            return Err(Error::Threads {
+                requested: options.threads,
+                max: MAX_THREADS,
+            });
+        }
         let threads = options.threads.max(1);
         let pool = if threads > 1 {
             Some(SpinPool::new(threads).map_err(|e| Error::ThreadPool(e.to_string()))?)

@@ -91,6 +91,14 @@ pub enum Error {
         /// Its value.
         value: f32,
     },
+    /// More intra-op threads were asked for than an engine may use.
+    #[error("{requested} intra-op threads requested; an engine uses at most {max}")]
+    Threads {
+        /// Threads asked for.
+        requested: usize,
+        /// [`MAX_THREADS`](crate::MAX_THREADS).
+        max: usize,
+    },
     /// The intra-op thread pool could not be created.
     #[error("cannot start the inference thread pool: {0}")]
     ThreadPool(String),

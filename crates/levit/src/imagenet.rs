@@ -93,7 +93,10 @@ pub fn top_k(logits: &[f32], k: usize) -> Result<Vec<Prediction>> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // In f64, after subtracting the max: no overflow, and the sum of 1000 terms keeps
     // the probabilities to f32 precision.
-    let sum: f64 = logits.iter().map(|&l| (f64::from(l) - f64::from(max)).exp()).sum();
+    let sum: f64 = logits
+        .iter()
+        .map(|&l| (f64::from(l) - f64::from(max)).exp())
+        .sum();
     let mut order: Vec<usize> = (0..logits.len()).collect();
     let by_rank = |&a: &usize, &b: &usize| logits[b].total_cmp(&logits[a]).then(a.cmp(&b));
     let k = k.min(logits.len());
@@ -160,7 +163,9 @@ mod tests {
     #[test]
     fn top_k_agrees_with_a_full_sort_on_1000_classes() {
         // A deterministic spread of logits with ties.
-        let logits: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 613) as f32 * 0.01).collect();
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 613) as f32 * 0.01)
+            .collect();
         let mut full: Vec<usize> = (0..1000).collect();
         full.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
         for k in [1, 5, 17, 999, 1000] {

@@ -142,7 +142,6 @@
 //! [profile.dev.package."*"]
 //! opt-level = 3
 //! ```
-#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod arena;
 mod engine;
@@ -159,7 +158,7 @@ pub use run::Tracer;
 #[cfg(feature = "preprocess")]
 pub use levit_image as preprocess;
 
-pub use engine::{Engine, EngineOptions};
+pub use engine::{Engine, EngineOptions, MAX_THREADS};
 pub use error::{Error, FormatError, GraphError, IsaError, Result};
 pub use levit_format::LoadMode;
 pub use levit_graph::{Config, Tap};
@@ -181,3 +180,8 @@ pub use model::{Model, ModelOptions};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The Rust snippets of `docs/precision.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/precision.md")]
+struct PrecisionDocDoctests;

@@ -120,12 +120,7 @@ pub fn to_bf16_file(f32_file: &[u8]) -> Result<Vec<u8>> {
     }
     let mut converted: Vec<(String, Vec<usize>, Values)> = Vec::new();
     for t in file.tensors() {
-        let data = t.f32().ok_or_else(|| crate::Error::TensorDtype {
-            name: t.name.to_string(),
-            precision: levit_kernels::Precision::F32,
-            expected: "F32".into(),
-            found: t.dtype.name().into(),
-        })?;
+        let data = f32_values(&t)?;
         if t.name.ends_with(".weight") && t.shape.len() == 3 {
             let (k, n) = (t.shape[1], t.shape[0] * NR);
             let mut out = vec![0u16; levit_kernels::bf16::packed_len(k, n)];
@@ -153,4 +148,37 @@ pub fn to_bf16_file(f32_file: &[u8]) -> Result<Vec<u8>> {
         .collect();
     let source = format!("{} (bf16)", file.source().unwrap_or("unknown"));
     Ok(write_weight_file(file.config_json(), &tensors, &source))
+}
+
+/// An f32 weight file with some values changed and every checksum recomputed: what a
+/// broken export (a NaN in the classifier, say) writes. `edit(name, values)` sees every
+/// tensor's values and may change them in place.
+pub fn edit_f32_file(f32_file: &[u8], mut edit: impl FnMut(&str, &mut [f32])) -> Result<Vec<u8>> {
+    let file = levit_format::WeightFile::from_bytes(f32_file, false)?;
+    let mut values: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for t in file.tensors() {
+        let mut data = f32_values(&t)?.to_vec();
+        edit(t.name, &mut data);
+        values.push((t.name.to_string(), t.shape.to_vec(), data));
+    }
+    let tensors: Vec<TensorData> = values
+        .iter()
+        .map(|(name, shape, data)| TensorData {
+            name,
+            shape,
+            data: TensorBytes::F32(data),
+        })
+        .collect();
+    let source = file.source().unwrap_or("unknown").to_string();
+    Ok(write_weight_file(file.config_json(), &tensors, &source))
+}
+
+/// A tensor's f32 values, or the error for a file that is not all f32.
+fn f32_values<'a>(t: &levit_format::TensorView<'a>) -> Result<&'a [f32]> {
+    t.f32().ok_or_else(|| crate::Error::TensorDtype {
+        name: t.name.to_string(),
+        precision: levit_kernels::Precision::F32,
+        expected: "F32".into(),
+        found: t.dtype.name().into(),
+    })
 }

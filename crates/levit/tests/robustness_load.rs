@@ -360,3 +360,52 @@ fn mapped_model_survives_an_atomic_replace_of_its_file() {
     assert_ne!(Engine::new(fresh).infer(&x).unwrap(), want.as_slice());
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn non_finite_weights_with_consistent_checksums_fail_verification() {
+    let good = small_model_bytes();
+    for (bad, what) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        let bytes = synth::edit_f32_file(&good, |name, values| {
+            if name == "head.bias" {
+                values[3] = bad;
+            }
+        })
+        .unwrap();
+        // The CRCs match (the file was rewritten), so a plain load succeeds...
+        let model = Model::from_bytes(&bytes, ModelOptions::default()).unwrap();
+        // ...and verification names the tensor, the element and the value.
+        let err = model.verify_checksums().unwrap_err();
+        assert!(
+            matches!(&err, Error::Format(FormatError::NonFinite { tensor, index: 3, .. }) if tensor == "head.bias"),
+            "{err}"
+        );
+        assert!(err.to_string().contains(what), "{err}");
+        let opts = ModelOptions {
+            verify_checksums: true,
+            ..ModelOptions::default()
+        };
+        assert!(Model::from_bytes(&bytes, opts).is_err());
+        // Unverified, inference gives NaN logits, and top_k refuses to rank them.
+        let input = image(&model, 1);
+        let mut engine = Engine::new(Arc::new(model));
+        let logits = engine.infer(&input).unwrap().to_vec();
+        let err = levit::imagenet::top_k(&logits, 5).unwrap_err();
+        assert!(matches!(err, Error::NonFiniteLogits { .. }), "{err}");
+    }
+    // bf16 files are checked too.
+    let bf16 = synth::to_bf16_file(
+        &synth::edit_f32_file(&good, |name, values| {
+            if name.ends_with("fc1.weight") {
+                values[0] = f32::NAN;
+            }
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    let model = Model::from_bytes(&bf16, ModelOptions::default()).unwrap();
+    let err = model.verify_checksums().unwrap_err();
+    assert!(
+        matches!(err, Error::Format(FormatError::NonFinite { .. })),
+        "{err}"
+    );
+}

@@ -56,6 +56,7 @@ pub fn tiny_model(dir: &Workdir, name: &str, classes: usize) -> PathBuf {
 }
 
 /// What a run of the binary did.
+#[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,

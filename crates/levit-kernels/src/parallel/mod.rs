@@ -209,7 +209,7 @@ pub fn attention(
     });
 }
 
-/// Scratch floats [`attention`] needs for `threads` threads.
+/// Scratch floats [`attention()`] needs for `threads` threads.
 pub fn attention_scratch_len(shape: &attention::AttentionShape, threads: usize) -> usize {
     shape.scratch_len() * threads.max(1)
 }
