@@ -229,9 +229,11 @@ pub fn run(
     inputs: &[Input],
     options: &ClassifyOptions,
     mut on_outcome: impl FnMut(usize, Outcome) -> bool,
-) -> Summary {
+) -> anyhow::Result<Summary> {
     let start = Instant::now();
-    let workers = options.workers.clamp(1, inputs.len().max(1));
+    let wanted = options.workers.clamp(1, inputs.len().max(1));
+    let mut engines = make_engines(&model, wanted, ENGINES_MEMORY)?;
+    let workers = engines.len();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let budget = DecodeBudget::new(options.decode_budget);
@@ -239,12 +241,10 @@ pub fn run(
     let mut reported = 0;
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
-        for _ in 0..workers {
+        for mut engine in engines.drain(..) {
             let tx = tx.clone();
-            let model = model.clone();
             let (next, stop, budget) = (&next, &stop, &budget);
             scope.spawn(move || {
-                let mut engine = Engine::new(model);
                 let mut buf = vec![0.0f32; options.preprocess.output_len()];
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -281,12 +281,43 @@ pub fn run(
             }
         }
     });
-    Summary {
+    Ok(Summary {
         images: reported,
         failed,
         elapsed: start.elapsed(),
         workers,
+    })
+}
+
+/// Bytes the engines of one run may hold together (each has its own arena): the
+/// engine's bound for one plan, so `--threads` multiplies nothing past it.
+pub const ENGINES_MEMORY: u64 = levit::graph::MAX_PLAN_BYTES;
+
+/// Up to `wanted` engines over `model`, as many as fit in `limit` bytes
+/// ([`ENGINES_MEMORY`]) and in the memory the process can get (a note says when fewer
+/// than asked run); an error only when not even one can be made.
+pub fn make_engines(model: &Arc<Model>, wanted: usize, limit: u64) -> anyhow::Result<Vec<Engine>> {
+    let per_engine = model.engine_bytes(1).max(1);
+    let fit = usize::try_from(limit / per_engine).unwrap_or(usize::MAX);
+    let mut engines = Vec::new();
+    for _ in 0..wanted.min(fit.max(1)) {
+        match Engine::with_options(model.clone(), levit::EngineOptions::default()) {
+            Ok(engine) => engines.push(engine),
+            Err(e) if engines.is_empty() => return Err(e.into()),
+            Err(_) => break,
+        }
     }
+    if engines.len() < wanted {
+        output::note(&format!(
+            "levit: note: {} worker{} instead of {wanted}: each needs {} MiB of activations \
+             ({} MiB for all workers at most)",
+            engines.len(),
+            if engines.len() == 1 { "" } else { "s" },
+            per_engine.div_ceil(1 << 20),
+            limit >> 20
+        ));
+    }
+    Ok(engines)
 }
 
 /// The text block printed for one outcome (`None` for a failure: those go to stderr).
@@ -447,7 +478,7 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
         // A closed pipe or a full disk: stop, the remaining results have nowhere to go.
         write_error = written.err().map(OutputError::from);
         write_error.is_none()
-    });
+    })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

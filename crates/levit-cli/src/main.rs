@@ -33,6 +33,10 @@ struct ModelFlags {
     /// the file stores; bf16 from an f32 file repacks the weights at load.
     #[arg(long, value_name = "P", value_parser = precision_name)]
     precision: Option<String>,
+    /// Refuse models needing more than N GMAC per image [default: 250; LeViT-384 at
+    /// 224x224 needs 2.4]. A small file can declare a config costing minutes per image.
+    #[arg(long, value_name = "N")]
+    max_gmac: Option<u64>,
 }
 
 // Argument checks run while parsing, so a bad value is a usage error (exit status 2)
@@ -214,6 +218,7 @@ fn main() -> ExitCode {
                 isa: flags.isa,
                 precision: flags.precision,
                 verify_checksums: !verify.no_verify,
+                max_gmac: flags.max_gmac,
             },
         }),
         Command::Info { model, json, flags } => (|| {
@@ -221,6 +226,7 @@ fn main() -> ExitCode {
                 isa: flags.isa,
                 precision: flags.precision,
                 verify_checksums: false,
+                max_gmac: flags.max_gmac,
             };
             let info = levit_cli::info::gather(&model, &settings)?;
             let text = if json {
@@ -248,6 +254,7 @@ fn main() -> ExitCode {
                 isa: flags.isa,
                 precision: flags.precision,
                 verify_checksums: !verify.no_verify,
+                max_gmac: flags.max_gmac,
             },
         )
         .map(|()| 0),

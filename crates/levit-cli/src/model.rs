@@ -14,6 +14,8 @@ pub struct LoadSettings {
     pub precision: Option<String>,
     /// Verify every tensor's CRC-32 at load.
     pub verify_checksums: bool,
+    /// Most GMAC per image the model may need (`None`: the library's default, 250).
+    pub max_gmac: Option<u64>,
 }
 
 impl LoadSettings {
@@ -37,6 +39,9 @@ impl LoadSettings {
             isa,
             precision,
             verify_checksums: self.verify_checksums,
+            max_macs: self
+                .max_gmac
+                .map_or(levit::DEFAULT_MAX_MACS, |g| g.saturating_mul(1_000_000_000)),
             ..ModelOptions::default()
         })
     }

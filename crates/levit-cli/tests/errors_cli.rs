@@ -672,3 +672,39 @@ fn a_huge_image_under_a_memory_limit_fails_alone() {
         "{err}"
     );
 }
+
+#[test]
+fn workers_are_limited_by_the_memory_of_their_engines() {
+    let dir = Workdir::new("e-engines");
+    let model = std::sync::Arc::new(levit::Model::load(tiny_model(&dir, "m.lvt", 10)).unwrap());
+    let per_engine = model.engine_bytes(1);
+    assert!(per_engine > 0);
+    // Room for exactly three engines: three run, whatever was asked for.
+    let limit = 3 * per_engine + per_engine / 2;
+    let engines = levit_cli::classify::make_engines(&model, 8, limit).unwrap();
+    assert_eq!(engines.len(), 3);
+    let engines = levit_cli::classify::make_engines(&model, 2, limit).unwrap();
+    assert_eq!(engines.len(), 2);
+    // Not even one fits: still one (a single engine is bounded by the plan limit).
+    let engines = levit_cli::classify::make_engines(&model, 4, 1).unwrap();
+    assert_eq!(engines.len(), 1);
+    // The bound every run uses is the plan limit.
+    assert_eq!(
+        levit_cli::classify::ENGINES_MEMORY,
+        levit::graph::MAX_PLAN_BYTES
+    );
+}
+
+#[test]
+fn a_model_over_the_compute_limit_is_refused_unless_raised() {
+    let dir = Workdir::new("e-gmac");
+    let m = tiny_model(&dir, "m.lvt", 10);
+    let photo = image("chelsea.png");
+    // The tiny model needs well under 1 GMAC: a limit of 0 refuses it...
+    let run = levit(&["classify", "--max-gmac", "0", "--model", s(&m), s(&photo)]);
+    run.assert_one_line_error("GMAC per image, over the limit of 0 GMAC");
+    assert_eq!(run.code, 1);
+    // ...the default admits it.
+    let run = levit(&["classify", "--model", s(&m), s(&photo)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

@@ -36,23 +36,28 @@ pub(crate) enum StorageBytes {
 }
 
 impl StorageBytes {
-    /// Copies `bytes` into owned aligned memory.
-    pub fn copy_from(bytes: &[u8]) -> Self {
-        let mut blocks = vec![Block([0; 64]); bytes.len().div_ceil(64)];
+    /// Copies `bytes` into owned aligned memory (an `OutOfMemory` I/O error if it
+    /// cannot be allocated).
+    pub fn copy_from(bytes: &[u8]) -> std::io::Result<Self> {
+        let mut blocks = Vec::new();
+        grow_zeroed(&mut blocks, bytes.len().div_ceil(64))?;
         bytemuck::cast_slice_mut::<Block, u8>(&mut blocks)[..bytes.len()].copy_from_slice(bytes);
-        StorageBytes::Owned {
+        Ok(StorageBytes::Owned {
             blocks,
             len: bytes.len(),
-        }
+        })
     }
 
-    /// Reads everything from `reader` into owned aligned memory.
+    /// Reads everything from `reader` into owned aligned memory, allocated fallibly:
+    /// a file the process cannot hold is an `OutOfMemory` error, not an abort.
     pub fn read_from(mut reader: impl std::io::Read, len_hint: usize) -> std::io::Result<Self> {
-        let mut blocks = vec![Block([0; 64]); len_hint.div_ceil(64)];
+        let mut blocks = Vec::new();
+        grow_zeroed(&mut blocks, len_hint.div_ceil(64))?;
         let mut len = 0;
         loop {
             if len == blocks.len() * 64 {
-                blocks.resize(blocks.len() * 2 + 1, Block([0; 64]));
+                let doubled = blocks.len() * 2 + 1;
+                grow_zeroed(&mut blocks, doubled)?;
             }
             let buf = &mut bytemuck::cast_slice_mut::<Block, u8>(&mut blocks)[len..];
             match reader.read(buf) {
@@ -82,4 +87,20 @@ impl StorageBytes {
             StorageBytes::Owned { .. } => LoadMode::Owned,
         }
     }
+}
+
+/// Grows `blocks` to `len` zeroed blocks, reserving fallibly.
+fn grow_zeroed(blocks: &mut Vec<Block>, len: usize) -> std::io::Result<()> {
+    let extra = len.saturating_sub(blocks.len());
+    blocks.try_reserve_exact(extra).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            format!(
+                "out of memory for {} MiB of weights",
+                (len as u64 * 64) >> 20
+            ),
+        )
+    })?;
+    blocks.resize(len, Block([0; 64]));
+    Ok(())
 }

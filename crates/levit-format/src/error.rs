@@ -116,16 +116,6 @@ pub enum FormatError {
         /// Computed CRC.
         actual: u32,
     },
-    /// A float tensor holds a NaN or infinity (its checksum may well be consistent).
-    #[error("tensor `{tensor}` holds a non-finite value ({value}) at element {index}: the weights are damaged")]
-    NonFinite {
-        /// Tensor name.
-        tensor: String,
-        /// Element index of the first such value.
-        index: usize,
-        /// The value.
-        value: f32,
-    },
 }
 
 impl FormatError {

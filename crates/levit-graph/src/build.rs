@@ -43,7 +43,11 @@ struct Builder<'w> {
     labels: Vec<String>,
     weights: Vec<TensorSpec>,
     weight_index: HashMap<String, usize>,
-    bias_tables: Vec<f32>,
+    /// Bias tables to gather once the plan's memory has been checked: the table's
+    /// stored data, its row stride, the attention and where it goes.
+    gathers: Vec<(&'w [f32], usize, AttnDims, Range<usize>)>,
+    /// Floats of bias tables planned so far.
+    bias_len: usize,
     row_tables: Vec<u32>,
     taps: Vec<(String, BufId, usize, usize)>,
     attention_scratch: usize,
@@ -119,18 +123,34 @@ impl<'w> Builder<'w> {
         Ok(())
     }
 
-    /// Gathers the bias table `{prefix}.attention_biases` for `a`.
+    /// Plans the gathered bias table `{prefix}.attention_biases` for `a` (gathered by
+    /// [`Builder::gather_bias_tables`], after the memory check).
     fn bias_table(&mut self, prefix: &str, a: &AttnDims) -> Result<Range<usize>, GraphError> {
         let name = format!("{prefix}.attention_biases");
         let id = self.weight(name.clone())?;
         let spec = &self.weights[id.0];
         let row_stride = spec.shape[1];
         let table = (self.lookup)(&name).ok_or(GraphError::MissingTensor(name))?;
-        let start = self.bias_tables.len();
-        self.bias_tables
-            .resize(start + a.heads * a.nq() * a.nk(), 0.0);
-        attention_bias::gather(a, table, row_stride, &mut self.bias_tables[start..]);
-        Ok(start..self.bias_tables.len())
+        let range = self.bias_len..self.bias_len + a.heads * a.nq() * a.nk();
+        self.bias_len = range.end;
+        self.gathers.push((table, row_stride, *a, range.clone()));
+        Ok(range)
+    }
+
+    /// Allocates (fallibly) and fills every planned bias table.
+    fn gather_bias_tables(&self) -> Result<Vec<f32>, GraphError> {
+        let mut tables = Vec::new();
+        tables
+            .try_reserve_exact(self.bias_len)
+            .map_err(|_| GraphError::OutOfMemory {
+                what: "attention-bias tables",
+                mib: (self.bias_len as u64 * 4).div_ceil(1 << 20),
+            })?;
+        tables.resize(self.bias_len, 0.0);
+        for (table, row_stride, a, range) in &self.gathers {
+            attention_bias::gather(a, table, *row_stride, &mut tables[range.clone()]);
+        }
+        Ok(tables)
     }
 
     fn attention(
@@ -309,7 +329,8 @@ impl Plan {
             labels: Vec::new(),
             weights,
             weight_index,
-            bias_tables: Vec::new(),
+            gathers: Vec::new(),
+            bias_len: 0,
             row_tables: Vec::new(),
             taps: Vec::new(),
             attention_scratch: 0,
@@ -426,7 +447,16 @@ impl Plan {
         )?;
 
         let (ranges, arena_len) = b.arena.pack();
-        check_plan_bytes(bias_len.saturating_add(arena_len as u64))?;
+        // The arena and one thread's attention scratch are per engine, the bias tables
+        // per model: all of it is checked before the tables, the only large
+        // allocation at load, are gathered.
+        debug_assert_eq!(b.bias_len as u64, bias_len);
+        check_plan_bytes(
+            bias_len
+                .saturating_add(arena_len as u64)
+                .saturating_add(b.attention_scratch as u64),
+        )?;
+        let bias_tables = b.gather_bias_tables()?;
         let r = |id: BufId| ranges[id.0];
         let steps = b.steps.into_iter().map(|s| s.map_bufs(r)).collect();
         let taps = b
@@ -452,7 +482,7 @@ impl Plan {
             labels: b.labels,
             weights: b.weights,
             arena_len,
-            bias_tables: b.bias_tables,
+            bias_tables,
             row_tables: b.row_tables,
             taps,
             attention_scratch: b.attention_scratch,

@@ -24,6 +24,15 @@ pub enum GraphError {
         /// The limit in MiB.
         limit_mib: u64,
     },
+    /// Memory for a plan table could not be allocated (within the limit, but not
+    /// available to this process).
+    #[error("out of memory for the plan's {what} ({mib} MiB)")]
+    OutOfMemory {
+        /// What was being allocated.
+        what: &'static str,
+        /// Its size in MiB.
+        mib: u64,
+    },
     /// A tensor needed by the plan was not provided.
     #[error("missing tensor `{0}`")]
     MissingTensor(String),

@@ -13,10 +13,14 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
-    pub fn new(len: usize) -> Arena {
-        Arena {
-            lanes: vec![Lane([0.0; 16]); len.div_ceil(16)],
-        }
+    /// A zeroed arena of at least `len` floats, or `None` if the memory cannot be
+    /// allocated (the sizes come from a weight file's config: an error, not an abort).
+    pub fn try_new(len: usize) -> Option<Arena> {
+        let lanes_len = len.div_ceil(16);
+        let mut lanes = Vec::new();
+        lanes.try_reserve_exact(lanes_len).ok()?;
+        lanes.resize(lanes_len, Lane([0.0; 16]));
+        Some(Arena { lanes })
     }
 
     pub fn as_slice(&self) -> &[f32] {

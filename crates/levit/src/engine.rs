@@ -57,7 +57,9 @@ impl Engine {
     }
 
     /// A single-threaded engine over an already loaded (possibly shared) model.
-    /// Allocates the arena.
+    /// Allocates the arena ([`Model::engine_bytes`]; the load bounded it by the plan
+    /// limit). Panics if that memory cannot be had; [`Engine::with_options`] returns
+    /// [`Error::OutOfMemory`] instead.
     pub fn new(model: Arc<Model>) -> Engine {
         Engine::with_options(model, EngineOptions::default()).expect("one thread needs no pool")
     }
@@ -77,9 +79,15 @@ impl Engine {
         } else {
             None
         };
+        let out_of_memory = || Error::OutOfMemory {
+            what: "the engine's activation arena",
+            mib: model.engine_bytes(threads).div_ceil(1 << 20),
+        };
         Ok(Engine {
-            arena: Arena::new(model.plan.arena_len),
-            scratch: Arena::new(model.plan.attention_scratch * threads),
+            arena: Arena::try_new(model.plan.arena_len).ok_or_else(out_of_memory)?,
+            // threads <= MAX_THREADS and the scratch is within the plan limit: no overflow.
+            scratch: Arena::try_new(model.plan.attention_scratch * threads)
+                .ok_or_else(out_of_memory)?,
             model,
             pool,
             threads,

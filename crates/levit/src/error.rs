@@ -83,6 +83,17 @@ pub enum Error {
     #[cfg(feature = "preprocess")]
     #[error(transparent)]
     Image(#[from] levit_image::PreprocessError),
+    /// A weight is NaN or infinite (found by [`Model::verify_checksums`](crate::Model::verify_checksums)
+    /// or a verified load; its checksum may well be consistent).
+    #[error("tensor `{tensor}` holds a non-finite value ({value}) at element {index}: the weights are damaged")]
+    NonFiniteWeight {
+        /// Tensor name.
+        tensor: String,
+        /// Element index of the first such value.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
     /// A logit is NaN or infinite: damaged weights or input (ranking it would be garbage).
     #[error("logit of class {class} is {value}, not a finite number (damaged weights or input)")]
     NonFiniteLogits {
@@ -98,6 +109,22 @@ pub enum Error {
         requested: usize,
         /// [`MAX_THREADS`](crate::MAX_THREADS).
         max: usize,
+    },
+    /// Memory the model or an engine needs could not be allocated.
+    #[error("out of memory for {what} ({mib} MiB)")]
+    OutOfMemory {
+        /// What was being allocated.
+        what: &'static str,
+        /// Its size in MiB.
+        mib: u64,
+    },
+    /// The model's compute per image exceeds [`ModelOptions::max_macs`](crate::ModelOptions::max_macs).
+    #[error("the model needs {} GMAC per image, over the limit of {} GMAC (raise ModelOptions::max_macs / --max-gmac to run it)", .macs / 1_000_000_000, .limit / 1_000_000_000)]
+    TooMuchCompute {
+        /// Multiply-accumulates per image.
+        macs: u64,
+        /// The limit.
+        limit: u64,
     },
     /// The intra-op thread pool could not be created.
     #[error("cannot start the inference thread pool: {0}")]

@@ -165,7 +165,9 @@ pub use levit_graph::{Config, Tap};
 
 /// The execution plan types (steps, labels, shapes), for profilers and tools.
 pub mod graph {
-    pub use levit_graph::{AttentionStep, ConvStep, GemmStep, MeanRowsStep, Plan, Step};
+    pub use levit_graph::{
+        AttentionStep, ConvStep, GemmStep, MeanRowsStep, Plan, Step, MAX_PLAN_BYTES,
+    };
 }
 
 /// The kernels' own names and types, for tools that report which kernel runs.
@@ -174,7 +176,7 @@ pub mod kernels {
     pub use levit_kernels::peak;
 }
 pub use levit_kernels::{Isa, Precision};
-pub use model::{Model, ModelOptions};
+pub use model::{Model, ModelOptions, DEFAULT_MAX_MACS};
 
 /// The README's Rust snippets, compiled as doctests.
 #[cfg(doctest)]

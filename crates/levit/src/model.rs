@@ -29,7 +29,16 @@ pub struct ModelOptions {
     /// (LeViT-384: about 20 ms and 76 MiB); `F32` on a bf16 file is an error (the
     /// rounding cannot be undone).
     pub precision: Option<Precision>,
+    /// Most multiply-accumulates per image a model may need ([`DEFAULT_MAX_MACS`],
+    /// 250 G: LeViT-384 at 224 x 224 needs 2.4 G). A small file can declare a config
+    /// costing thousands of GMAC per image (minutes each); past the limit the load is
+    /// [`Error::TooMuchCompute`]. Raise it (or `u64::MAX`) to run such a model anyway.
+    pub max_macs: u64,
 }
+
+/// The default [`ModelOptions::max_macs`]: 250 GMAC per image, about 100x LeViT-384 at
+/// its native 224 x 224 and above every timm config up to `img_size` 1024.
+pub const DEFAULT_MAX_MACS: u64 = 250_000_000_000;
 
 impl Default for ModelOptions {
     fn default() -> Self {
@@ -38,6 +47,7 @@ impl Default for ModelOptions {
             verify_checksums: false,
             isa: None,
             precision: None,
+            max_macs: DEFAULT_MAX_MACS,
         }
     }
 }
@@ -104,6 +114,9 @@ impl Model {
     }
 
     fn from_file(file: WeightFile, options: ModelOptions) -> Result<Model> {
+        if options.verify_checksums {
+            check_finite(&file)?; // the CRCs were checked when the file was opened
+        }
         let isa = match options.isa {
             Some(i) => i.require_supported()?,
             None => Isa::from_env()?,
@@ -149,6 +162,12 @@ impl Model {
 
         let lookup = |name: &str| file.tensor(name).and_then(|t| t.f32());
         let plan = Plan::build(&config, precision, &lookup)?;
+        if plan.macs() > options.max_macs {
+            return Err(Error::TooMuchCompute {
+                macs: plan.macs(),
+                limit: options.max_macs,
+            });
+        }
         let weights = BoundWeights::bind(&file, &plan, slots, &specs)?;
         let mut kernels = [None; Precision::ALL.len()];
         for p in [Precision::F32, precision] {
@@ -220,6 +239,16 @@ impl Model {
         crate::preprocess::Preprocess::for_img_size(self.plan.config.img_size as u32)
     }
 
+    /// Bytes one [`Engine`](crate::Engine) with `threads` intra-op threads allocates:
+    /// its activation arena and the attention scratch of each thread. Shared bias
+    /// tables and weights are the model's, counted once. A program running several
+    /// engines (one per worker) needs this per engine.
+    pub fn engine_bytes(&self, threads: usize) -> u64 {
+        let floats =
+            self.plan.arena_len as u64 + self.plan.attention_scratch as u64 * threads.max(1) as u64;
+        floats * 4
+    }
+
     /// Multiply-accumulates per image.
     pub fn macs(&self) -> u64 {
         self.plan.macs()
@@ -230,9 +259,13 @@ impl Model {
         self.file.tensors().map(|t| t.len()).sum()
     }
 
-    /// Recomputes every tensor's CRC-32 and compares it with the file's header.
+    /// Recomputes every tensor's CRC-32 and compares it with the file's header, then
+    /// checks that every F32 and BF16 weight is finite: a NaN or infinity written by a
+    /// broken export has consistent checksums but makes every prediction garbage
+    /// ([`Error::NonFiniteWeight`]).
     pub fn verify_checksums(&self) -> Result<()> {
-        Ok(self.file.verify_checksums()?)
+        self.file.verify_checksums()?;
+        check_finite(&self.file)
     }
 
     /// The weight file.
@@ -276,6 +309,33 @@ fn check_stored(spec: &TensorSpec, view: &levit_format::TensorView) -> Result<()
             expected: spec.shape.clone(),
             found: view.shape.to_vec(),
         });
+    }
+    Ok(())
+}
+
+/// [`Error::NonFiniteWeight`] for the first NaN or infinite F32 or BF16 value.
+fn check_finite(file: &WeightFile) -> Result<()> {
+    for t in file.tensors() {
+        let found = if let Some(data) = t.f32() {
+            data.iter()
+                .position(|v| !v.is_finite())
+                .map(|i| (i, data[i]))
+        } else if let Some(data) = t.bf16() {
+            // Exponent bits all ones: infinity or NaN.
+            let widen = |b: u16| f32::from_bits(u32::from(b) << 16);
+            data.iter()
+                .position(|&b| b & 0x7f80 == 0x7f80)
+                .map(|i| (i, widen(data[i])))
+        } else {
+            None // I8 values are all finite.
+        };
+        if let Some((index, value)) = found {
+            return Err(Error::NonFiniteWeight {
+                tensor: t.name.to_string(),
+                index,
+                value,
+            });
+        }
     }
     Ok(())
 }

@@ -79,7 +79,7 @@ impl BoundWeights {
                 let values = f32_of(&view);
                 let lines = values.len().div_ceil(16);
                 let start = owned.len();
-                owned.resize(start + lines, Line([0; 32]));
+                grow(&mut owned, start + lines)?;
                 let dst = &mut lines_as_f32_mut(&mut owned[start..])[..values.len()];
                 for (d, &x) in dst.iter_mut().zip(values) {
                     *d = bf16::from_bf16(bf16::to_bf16(x));
@@ -96,7 +96,7 @@ impl BoundWeights {
                     debug_assert_eq!(len, want.len());
                     let lines = len.div_ceil(32);
                     let start = owned.len();
-                    owned.resize(start + lines, Line([0; 32]));
+                    grow(&mut owned, start + lines)?;
                     let dst = lines_as_u16_mut(&mut owned[start..]);
                     bf16::repack_f32_panels(f32_of(&view), k, n, &mut dst[..len]);
                     repacked[i] = Some(Owned::Bf16(start..start + lines));
@@ -111,7 +111,7 @@ impl BoundWeights {
                     let len = levit_kernels::packed_len(k, n);
                     let lines = len.div_ceil(16);
                     let start = owned.len();
-                    owned.resize(start + lines, Line([0; 32]));
+                    grow(&mut owned, start + lines)?;
                     let dst = lines_as_f32_mut(&mut owned[start..]);
                     let src = PackedB::Bf16(view.bf16().expect("dtype checked at load"));
                     for p in 0..np {
@@ -199,4 +199,17 @@ fn lines_as_f32_mut(lines: &mut [Line]) -> &mut [f32] {
 fn lines_as_u16_mut(lines: &mut [Line]) -> &mut [u16] {
     // SAFETY: as in `lines_as_u16`, with the exclusive borrow passed on.
     unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u16>(), lines.len() * 32) }
+}
+
+/// Grows the owned weight lines to `len`, reserving fallibly: the repacked weights are
+/// as large as the file's, which a hostile config can make large.
+fn grow(owned: &mut Vec<Line>, len: usize) -> Result<()> {
+    owned
+        .try_reserve(len.saturating_sub(owned.len()))
+        .map_err(|_| crate::Error::OutOfMemory {
+            what: "the repacked weights",
+            mib: (len as u64 * 64) >> 20,
+        })?;
+    owned.resize(len, Line([0; 32]));
+    Ok(())
 }

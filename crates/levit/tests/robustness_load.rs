@@ -376,7 +376,7 @@ fn non_finite_weights_with_consistent_checksums_fail_verification() {
         // ...and verification names the tensor, the element and the value.
         let err = model.verify_checksums().unwrap_err();
         assert!(
-            matches!(&err, Error::Format(FormatError::NonFinite { tensor, index: 3, .. }) if tensor == "head.bias"),
+            matches!(&err, Error::NonFiniteWeight { tensor, index: 3, .. } if tensor == "head.bias"),
             "{err}"
         );
         assert!(err.to_string().contains(what), "{err}");
@@ -404,8 +404,59 @@ fn non_finite_weights_with_consistent_checksums_fail_verification() {
     .unwrap();
     let model = Model::from_bytes(&bf16, ModelOptions::default()).unwrap();
     let err = model.verify_checksums().unwrap_err();
+    assert!(matches!(err, Error::NonFiniteWeight { .. }), "{err}");
+}
+
+#[test]
+fn plan_memory_is_checked_before_the_bias_tables_are_gathered() {
+    // Four blocks whose bias tables total exactly the 4 GiB limit ([1][16384][16384]
+    // floats each): the tables alone pass, the arena on top of them does not, and the
+    // refusal must come before 4 GiB are gathered.
+    let mut c = small_config();
+    c.img_size = 2048;
+    c.in_chans = 1;
+    c.num_classes = 1;
+    c.embed_dim = vec![8];
+    c.key_dim = 1;
+    c.num_heads = vec![1];
+    c.depth = vec![4];
+    c.attn_ratio = vec![1.0];
+    c.mlp_ratio = vec![1.0];
+    let bytes = synth::random_weight_file(&c, 1).unwrap();
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let e = load(&bytes).unwrap_err();
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     assert!(
-        matches!(err, Error::Format(FormatError::NonFinite { .. })),
-        "{err}"
+        matches!(e, Error::Graph(GraphError::TooLarge { .. })),
+        "{e}"
     );
+    assert!(peak < 64 << 20, "the refused load allocated {peak} bytes");
+}
+
+#[test]
+fn compute_per_image_is_limited_unless_the_caller_raises_it() {
+    let bytes = small_model_bytes();
+    let macs = load(&bytes).unwrap().macs();
+    let at = |max_macs| ModelOptions {
+        max_macs,
+        ..ModelOptions::default()
+    };
+    let e = Model::from_bytes(&bytes, at(macs - 1)).unwrap_err();
+    assert!(
+        matches!(e, Error::TooMuchCompute { macs: m, limit } if m == macs && limit == macs - 1),
+        "{e}"
+    );
+    assert!(Model::from_bytes(&bytes, at(macs)).is_ok());
+    assert_eq!(ModelOptions::default().max_macs, levit::DEFAULT_MAX_MACS);
+    // Every paper variant at its native size is far below the default.
+    for v in ["128s", "384"] {
+        let c = synth::variant_config(v).unwrap();
+        let m = Model::from_bytes(
+            &synth::random_weight_file(&c, 1).unwrap(),
+            ModelOptions::default(),
+        )
+        .unwrap();
+        assert!(m.macs() * 50 < levit::DEFAULT_MAX_MACS, "{v}: {}", m.macs());
+    }
 }
