@@ -227,8 +227,9 @@ fn read_from<R: Read>(mut r: R, len: u64) -> Result<Tensor> {
     let shape = header
         .shape
         .iter()
-        .map(|&d| d as usize) // every dimension divides the element count: fits
-        .collect();
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<Vec<usize>, _>>()
+        .map_err(|_| anyhow!("shape {:?} does not fit this machine", header.shape))?;
     Ok(Tensor { shape, data })
 }
 
