@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Fuzzes the weight-file loader and the image decoding of `levit classify` (fuzz/,
-# cargo-fuzz + libFuzzer + AddressSanitizer) for a bounded time: LEVIT_FUZZ_SECONDS per
-# target (default 30; three targets: load_model, load_model_fixed_crc, decode_image).
+# Fuzzes the weight-file loader, the image decoding of `levit classify` and the .npy
+# reading of `levit infer` (fuzz/, cargo-fuzz + libFuzzer + AddressSanitizer) for a
+# bounded time: LEVIT_FUZZ_SECONDS per target (default 30; four targets: load_model,
+# load_model_fixed_crc, decode_image, npy_header).
 # Seeds: the tiny models in fuzz/seeds/ and the golden-tiny model files for the loader
-# targets, the small images in fuzz/seeds/images/ for decode_image. Any crash, panic,
+# targets, the small images in fuzz/seeds/images/ for decode_image, the numpy-written
+# files in fuzz/seeds/npy/ for npy_header. Any crash, panic,
 # leak, timeout (> 10 s per input) or out-of-memory fails the script; the input is
 # copied to fuzz/regressions/<target>/, where
-# `cargo test -p levit --all-features --test robustness_fuzz` replays it: commit it
-# with the fix.
+# `cargo test -p levit --all-features --test robustness_fuzz` replays it (npy_header:
+# `cargo test -p levit-cli --test npy_fuzz`): commit it with the fix.
 #
 # The mutation seed is fixed (LEVIT_FUZZ_SEED, default 1), so a CI run explores a
 # prefix of the same input sequence on every machine: a gate that passes locally for
@@ -40,7 +42,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 
 total_execs=0
-for target in load_model load_model_fixed_crc decode_image; do
+for target in load_model load_model_fixed_crc decode_image npy_header; do
     corpus=$WORK/corpus-$target
     artifacts=$WORK/artifacts-$target
     rm -rf "$artifacts"
@@ -48,6 +50,8 @@ for target in load_model load_model_fixed_crc decode_image; do
     # New inputs go to the working corpus, never into the repository.
     if [ "$target" = decode_image ]; then
         cp fuzz/seeds/images/* "$corpus"/
+    elif [ "$target" = npy_header ]; then
+        cp fuzz/seeds/npy/* "$corpus"/
     else
         cp fuzz/seeds/*.lvt "$corpus"/
         for f in tests/fixtures/golden-tiny/*/model_timm.lvt; do
@@ -72,7 +76,8 @@ for target in load_model load_model_fixed_crc decode_image; do
             mkdir -p "fuzz/regressions/$target"
             cp "$artifacts"/* "fuzz/regressions/$target/"
             echo "crash input(s) copied to fuzz/regressions/$target/: fix the bug, then commit them" >&2
-            echo "(cargo test -p levit --all-features --test robustness_fuzz replays them)" >&2
+            echo "(cargo test -p levit --all-features --test robustness_fuzz replays them;" >&2
+            echo " npy_header: cargo test -p levit-cli --test npy_fuzz)" >&2
         fi
         exit 1
     fi

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use levit::{Engine, ModelOptions};
 
 use crate::model::{self, LoadSettings};
@@ -44,7 +44,15 @@ fn infer(model: levit::Model, input: &Path, output: &Path) -> Result<()> {
     let images = x.shape[0];
     let mut engine = Engine::new(Arc::new(model));
     let classes = config.num_classes;
-    let mut logits = vec![0.0f32; images * classes];
+    let count = images
+        .checked_mul(classes)
+        .filter(|n| n.checked_mul(4).is_some())
+        .ok_or_else(|| anyhow!("{images} images of {classes} classes: the output is too large"))?;
+    let mut logits: Vec<f32> = Vec::new();
+    logits
+        .try_reserve_exact(count)
+        .map_err(|_| anyhow!("cannot allocate {count} logits for the output"))?;
+    logits.resize(count, 0.0);
     let start = std::time::Instant::now();
     engine.infer_batch(&x.data, &mut logits)?;
     let elapsed = start.elapsed();
