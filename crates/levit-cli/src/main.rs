@@ -179,6 +179,15 @@ Example:
 }
 
 fn main() -> ExitCode {
+    // Past a file-size limit (`ulimit -f`) the kernel would kill us with SIGXFSZ in the
+    // middle of writing an output, leaving its temporary file behind; ignored, the
+    // write fails with EFBIG instead and `levit infer` reports it and cleans up.
+    #[cfg(unix)]
+    // SAFETY: `signal` with SIG_IGN installs no handler code; called once, before any
+    // other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     // Errors are reported as one line; a panic would be a bug, but even then print one
     // line rather than a backtrace.
     std::panic::set_hook(Box::new(|info| {
