@@ -134,13 +134,16 @@
 //! ```
 //!
 //! # Debug builds
-//! The kernels are ~50x slower without optimisation. A debug build of your program can
-//! keep its own code unoptimised and still run the engine at full speed with this in
-//! your `Cargo.toml`:
+//! Unoptimised, the kernels are about 55x slower (LeViT-192: ~900 ms per image instead
+//! of ~15 ms). A debug build of your program can keep its own code unoptimised and
+//! still run the engine at release speed with this in your `Cargo.toml` (measured:
+//! 12-17 ms; with `opt-level` alone, 21 ms, the kernels' debug assertions still on):
 //!
 //! ```toml
 //! [profile.dev.package."*"]
 //! opt-level = 3
+//! debug-assertions = false
+//! overflow-checks = false
 //! ```
 
 mod arena;
