@@ -123,53 +123,17 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Tensor> {
 }
 
 /// Opens `path` for reading without blocking on open (a FIFO with no writer) and
-/// refuses anything but a regular file. Returns the file and its length.
+/// refuses anything but a regular file (`levit::preprocess::open_regular_file`, the
+/// rule for every input file). Returns the file and its length.
 fn open_regular(path: &Path) -> Result<(File, u64)> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = options
-        .open(path)
-        .map_err(|e| anyhow!("cannot open {}: {}", path.display(), io_reason(&e)))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| anyhow!("cannot read {}: {}", path.display(), io_reason(&e)))?;
-    if !meta.is_file() {
-        bail!(
-            "{} is not a regular file ({})",
-            path.display(),
-            file_kind(&meta)
-        );
-    }
-    Ok((file, meta.len()))
-}
-
-fn file_kind(meta: &std::fs::Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_dir() {
-        return "a directory";
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if t.is_fifo() {
-            return "a FIFO";
-        }
-        if t.is_char_device() {
-            return "a character device";
-        }
-        if t.is_block_device() {
-            return "a block device";
-        }
-        if t.is_socket() {
-            return "a socket";
+    use levit::preprocess::{open_regular_file, OpenError};
+    match open_regular_file(path) {
+        Ok((file, meta)) => Ok((file, meta.len())),
+        Err(OpenError::Io(e)) => bail!("cannot open {}: {}", path.display(), io_reason(&e)),
+        Err(OpenError::NotAFile(kind)) => {
+            bail!("{} is not a regular file ({kind})", path.display())
         }
     }
-    "a special file"
 }
 
 /// Reads a `.npy` file of `len` bytes from `r`: the header, then exactly the data it

@@ -106,21 +106,13 @@ pub fn read_image_file(path: &Path, options: &DecodeOptions) -> Result<Vec<u8>, 
         path: path.to_path_buf(),
         source,
     };
-    let mut open = std::fs::OpenOptions::new();
-    open.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        open.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = open.open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(PreprocessError::NotAFile {
+    let (file, meta) = open_regular_file(path).map_err(|e| match e {
+        OpenError::Io(source) => io(source),
+        OpenError::NotAFile(kind) => PreprocessError::NotAFile {
             path: path.to_path_buf(),
-            kind: file_kind(&meta),
-        });
-    }
+            kind,
+        },
+    })?;
     let limit = options.max_file_bytes();
     let too_large = |bytes| PreprocessError::FileTooLarge {
         path: path.to_path_buf(),
@@ -145,6 +137,36 @@ pub fn read_image_file(path: &Path, options: &DecodeOptions) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
+/// Why [`open_regular_file`] refused a path.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Opening or `fstat` failed.
+    Io(std::io::Error),
+    /// The path names "a directory", "a FIFO", "a character device", ...
+    NotAFile(&'static str),
+}
+
+/// Opens `path` for reading the way every input file of levit should be opened: without
+/// blocking (`O_NONBLOCK`: a FIFO with no writer would otherwise block the open
+/// forever), and only if the opened file is a regular file (links followed; decided on
+/// the open file, so a path swapped between check and open cannot slip through).
+/// Returns the file and its metadata (for its length).
+pub fn open_regular_file(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), OpenError> {
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = open.open(path).map_err(OpenError::Io)?;
+    let meta = file.metadata().map_err(OpenError::Io)?;
+    if !meta.is_file() {
+        return Err(OpenError::NotAFile(file_kind(&meta)));
+    }
+    Ok((file, meta))
+}
+
 /// "a directory", "a FIFO", "a character device", ...: what a non-regular file is.
 fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     let kind = meta.file_type();
@@ -167,7 +189,7 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
             return "a socket";
         }
     }
-    "not a regular file"
+    "a special file"
 }
 
 /// Upper bound on the bytes one decode of a `width * height` image holds at its peak,

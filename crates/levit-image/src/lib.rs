@@ -67,8 +67,9 @@ mod tests;
 mod transform;
 
 pub use decode::{
-    decode_image, decode_image_with, open_image, open_image_with, probe_dimensions,
-    read_image_file, DecodeOptions, Orientation, DECODE_BYTES_PER_PIXEL, MAX_IMAGE_PIXELS,
+    decode_image, decode_image_with, open_image, open_image_with, open_regular_file,
+    probe_dimensions, read_image_file, DecodeOptions, OpenError, Orientation,
+    DECODE_BYTES_PER_PIXEL, MAX_IMAGE_PIXELS,
 };
 pub use error::PreprocessError;
 pub use pil_rgb::to_rgb8_like_pil;
