@@ -447,3 +447,52 @@ pub fn check_dump(dir: &Path, expect_models: &[&str]) -> Vec<String> {
     );
     lines
 }
+
+/// Checks an img_size sweep (`levit-weights dump --img-sizes`): every model (one
+/// variant built by timm at one `img_size`, timm layout, logits only) in f32 on every
+/// distinct f32 SIMD path, with [`REL_TOLERANCE`] and identical top-5. Panics with all
+/// failures listed; returns one line per model and path.
+pub fn check_size_dump(dir: &Path) -> Vec<String> {
+    let models = read_manifest(dir).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(!models.is_empty(), "{}: no models", dir.display());
+    let mut lines = Vec::new();
+    let mut failures = Vec::new();
+    for model in &models {
+        let file = model
+            .files
+            .get("timm")
+            .unwrap_or_else(|| panic!("{}: no timm file", model.name));
+        for (isa, kernel) in distinct_paths(Precision::F32) {
+            let at = format!("{} {}", model.name, isa.name());
+            match check_model(model, file, Precision::F32, isa) {
+                Ok(r) => {
+                    lines.push(format!(
+                        "{:<20} {:<10} {:<24} logits max|diff| {:.2e}, relative {:.2e} (tolerance {:.0e}), top-5 {}/{}",
+                        model.name,
+                        isa.name(),
+                        kernel.name(),
+                        r.logits.max_abs,
+                        r.logits.rel(),
+                        REL_TOLERANCE,
+                        r.top5_agree,
+                        r.image_rel.len(),
+                    ));
+                    if r.image_rel.is_empty() {
+                        failures.push(format!("{at}: no image compared"));
+                    }
+                    failures.extend(r.failures.into_iter().map(|f| format!("{at}: {f}")));
+                }
+                Err(e) => failures.push(format!("{at}: {e:#}")),
+            }
+        }
+    }
+    for l in &lines {
+        println!("{l}");
+    }
+    assert!(
+        failures.is_empty(),
+        "img_size sweep mismatches:\n{}",
+        failures.join("\n")
+    );
+    lines
+}

@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-checkpoints", action="store_true",
                    help="do not keep the checkpoint files (they are still written to a temp dir and converted)")
+    d.add_argument("--img-sizes", metavar="LIST",
+                   help="comma separated img_sizes (multiples of 16): instead of the full dump, "
+                        "write logits-only goldens of each variant built by timm at each size "
+                        "(timm layout) to DIR, with their own manifest")
 
     i = sub.add_parser("inspect", help="verify a .lvt file and print its config and tensors")
     i.add_argument("model", metavar="MODEL")
@@ -103,10 +107,13 @@ def main(argv=None) -> int:
             size = recast_lvt(args.model, args.output, args.precision)
             print(f"wrote {args.output} ({size / 1e6:.2f} MB, {args.precision})")
         elif args.cmd == "dump":
-            from .dump import run_dump
+            from .dump import parse_img_sizes, run_dump, run_size_dump
 
-            run_dump(args.out, [v for v in args.variants.split(",") if v.strip()], seed=args.seed,
-                     keep_checkpoints=not args.no_checkpoints)
+            variants = [v for v in args.variants.split(",") if v.strip()]
+            if args.img_sizes is not None:
+                run_size_dump(args.out, variants, parse_img_sizes(args.img_sizes), seed=args.seed)
+            else:
+                run_dump(args.out, variants, seed=args.seed, keep_checkpoints=not args.no_checkpoints)
         elif args.cmd == "inspect":
             _inspect(args)
     except LevitWeightsError as e:

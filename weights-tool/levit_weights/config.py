@@ -20,6 +20,32 @@ BN_EPS = 1e-5
 # Stem stride of the only stem levit-rs supports (timm stem_type 's16').
 STEM_STRIDE = 16
 
+# The engine's bound on img_size (crates/levit-graph config.rs MAX_IMG).
+MAX_IMG_SIZE = 2048
+
+
+def img_size_problem(img_size: int) -> str | None:
+    """Why the engine cannot run img_size, word for word as levit-graph's
+    `check_img_size` says it; None when it can.
+
+    timm sizes its attention biases for an img_size // 16 grid while its stem makes a
+    ceil(img_size / 16) one, so a timm LeViT runs only on 16 * (img_size // 16) pixel
+    inputs: below 16 the grid is empty (timm builds the model but cannot run it), and a
+    checkpoint built at a size that is not a multiple of 16 is the checkpoint of
+    16 * (img_size // 16) (which is what detection reads back from the bias tables).
+    """
+    if img_size < STEM_STRIDE:
+        return (f"{img_size} is below 16: the token grid (img_size // 16) is empty, and timm "
+                "cannot run such a model either")
+    if img_size % STEM_STRIDE:
+        runs_at = STEM_STRIDE * (img_size // STEM_STRIDE)
+        return (f"{img_size} is not a multiple of 16: timm runs such a model only on "
+                f"{runs_at}x{runs_at} inputs (its attention biases cover a grid of img_size // 16), "
+                f"so use img_size {runs_at}")
+    if img_size > MAX_IMG_SIZE:
+        return f"{img_size} is above levit's limit of {MAX_IMG_SIZE}"
+    return None
+
 
 @dataclass(frozen=True)
 class LevitConfig:

@@ -18,6 +18,7 @@ from .config import (
     LevitConfig,
     STEM_STRIDE,
     exact_ratio,
+    img_size_problem,
     is_ignorable_key,
     known_arches,
     lookup_arch,
@@ -82,6 +83,12 @@ def detect_io(sd: dict) -> IoInfo:
     r0 = math.isqrt(width)
     if r0 * r0 != width:
         raise _unsupported("img_size", f"attention_biases width {width} is not a square grid")
+    # timm's grid is img_size // 16, so a checkpoint built at any img_size in
+    # 16*R0..16*R0+15 is the same model: the one of 16*R0, the only input size timm runs.
+    problem = img_size_problem(STEM_STRIDE * r0)
+    if problem:
+        raise _unsupported("img_size", f"{problem} (read from the {r0}x{r0} token grid of {key}, "
+                           f"{width} columns)")
     return IoInfo(img_size=STEM_STRIDE * r0, in_chans=in_chans, num_classes=num_classes,
                   distilled=distilled)
 

@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from .config import PAPER_VARIANTS, TINY_ARCHES, known_arches
+from .config import PAPER_VARIANTS, TINY_ARCHES, img_size_problem, known_arches
 from .errors import LevitWeightsError, warn
 
 DUMPABLE = PAPER_VARIANTS + ("levit_256d",) + tuple(TINY_ARCHES)
@@ -41,16 +41,19 @@ TOLERANCE = {
 }
 
 
-def build_model(name: str):
-    """timm model for a named variant, or timm's Levit/LevitDistilled for a tiny config."""
+def build_model(name: str, img_size: int | None = None):
+    """timm model for a named variant, or timm's Levit/LevitDistilled for a tiny config
+    (at its default img_size, or at `img_size`)."""
     import timm
     from timm.models import levit as tl
 
     if name in TINY_ARCHES:
         arch = TINY_ARCHES[name]
         cls = tl.LevitDistilled if arch.distilled else tl.Levit
-        return cls(**arch.config().timm_kwargs())
-    return timm.create_model(name)
+        return cls(**arch.config(img_size=img_size).timm_kwargs())
+    if img_size is None:
+        return timm.create_model(name)
+    return timm.create_model(name, img_size=img_size)
 
 
 def _model_seed(seed: int, name: str) -> int:
@@ -230,6 +233,9 @@ def run_dump(out_dir: str, variants: list[str], seed: int = 0, keep_checkpoints:
     os.makedirs(os.path.join(out_dir, "inputs"), exist_ok=True)
     manifest_path = os.path.join(out_dir, "manifest.json")
     old = _load_manifest(manifest_path, seed)
+    if old.get("kind") == SIZES_MANIFEST_KIND:
+        raise LevitWeightsError(f"{manifest_path} is an img_size sweep; write the full dump "
+                                "to its own directory")
 
     t0 = time.time()
     from .inputs import make_inputs
@@ -257,4 +263,151 @@ def run_dump(out_dir: str, variants: list[str], seed: int = 0, keep_checkpoints:
             f.write("\n")
         os.replace(tmp, manifest_path)
     print(f"wrote {len(names)} model(s) to {out_dir} in {time.time() - t0:.1f}s")
+    return manifest
+
+
+# ---- img_size sweep: logits-only cases of one variant at many input sizes ------------
+
+SIZES_MANIFEST_KIND = "img-sizes"
+
+
+def size_model_name(name: str, img_size: int) -> str:
+    return f"{name}_img{img_size}"
+
+
+def dump_img_size(name: str, img_size: int, out_dir: str, seed: int) -> tuple[dict, dict]:
+    """One variant built by timm at `img_size`, converted, and its f32 logits on a randn
+    and a smooth image of that size. Returns (manifest entry, {input name: path})."""
+    import torch
+    from safetensors.torch import save_file
+
+    from .convert import convert_checkpoint
+    from .inputs import smooth_image
+    from .lvt import read_lvt
+    from .randinit import make_trained_like_, reset_bias_cache_
+
+    t0 = time.time()
+    tag = size_model_name(name, img_size)
+    mdir = os.path.join(out_dir, tag)
+    os.makedirs(mdir, exist_ok=True)
+    model = build_model(name, img_size=img_size)
+    in_chans = model.stem.conv1.linear.in_channels
+    gen = torch.Generator().manual_seed(_model_seed(seed, tag))
+    make_trained_like_(model, gen, img_size=img_size, in_chans=in_chans)
+    reset_bias_cache_(model)
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    lvt_path = os.path.join(mdir, "model_timm.lvt")
+    tmp = tempfile.mkdtemp(prefix="levit-dump-")
+    try:
+        ck = os.path.join(tmp, "checkpoint_timm.safetensors")
+        save_file(sd, ck)
+        r = convert_checkpoint(ck, lvt_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for w in r.warnings:
+        warn(f"{tag}: {w}")
+    f = read_lvt(lvt_path)
+    if f.config.variant != name or f.config.img_size != img_size:
+        raise LevitWeightsError(f"{tag}: converter detected {f.config.variant} at img_size "
+                                f"{f.config.img_size}, expected {name} at {img_size}")
+
+    rng = np.random.default_rng([seed, 0x512E, img_size])
+    x = np.ascontiguousarray(np.stack([
+        rng.standard_normal((in_chans, img_size, img_size)),
+        smooth_image(rng, img_size, chans=in_chans),
+    ]), dtype=np.float32)
+    model64 = copy.deepcopy(model).double()
+    reset_bias_cache_(model64)
+    with torch.no_grad():
+        y32 = model(torch.from_numpy(x)).numpy()
+        y64 = model64(torch.from_numpy(x).double()).numpy()
+    f_abs = float(np.max(np.abs(y32.astype(np.float64) - y64)))
+    f_rel = f_abs / max(1.0, float(np.max(np.abs(y64))))
+    if not f_rel <= MAX_F32_VS_F64_REL:
+        raise LevitWeightsError(f"{tag}: torch f32 vs f64 logits differ by {f_rel:.3g} relative "
+                                f"> {MAX_F32_VS_F64_REL}; the random weights are too chaotic for golden data")
+    inp = f"inputs/{tag}.npy"
+    _save(os.path.join(out_dir, inp), x)
+    _save(os.path.join(mdir, "logits.npy"), y32)
+    res = f.config.resolutions()
+    entry = {
+        "name": tag,
+        "variant": name,
+        "img_size": img_size,
+        "resolutions": res,
+        "config": f.config_json,
+        "files": {"timm": f"{tag}/model_timm.lvt"},
+        "f32_vs_f64_max_abs": f_abs,
+        "f32_vs_f64_rel": f_rel,
+        "logits_max_abs": float(np.max(np.abs(y32))),
+        "cases": [{"input": tag, "logits": f"{tag}/logits.npy", "stages": {},
+                   "f32_vs_f64_max_abs": f_abs, "f32_vs_f64_rel": {"logits": f_rel},
+                   "compare": ["logits"]}],
+    }
+    print(f"{tag}: grids {'->'.join(map(str, res))}, f32 vs f64 max|dlogit| {f_abs:.2e} "
+          f"({f_rel:.2e} rel), max|logit| {entry['logits_max_abs']:.1f}; {time.time() - t0:.1f}s",
+          flush=True)
+    return entry, {tag: inp}
+
+
+def parse_img_sizes(text: str) -> list[int]:
+    """'16,32,48' -> [16, 32, 48]; refuses what the engine cannot run, with its reason."""
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            v = int(part)
+        except ValueError:
+            raise LevitWeightsError(f"--img-sizes: {part!r} is not an integer") from None
+        problem = img_size_problem(v)
+        if problem:
+            raise LevitWeightsError(f"--img-sizes: unsupported config: img_size: {problem}")
+        sizes.append(v)
+    if not sizes:
+        raise LevitWeightsError("--img-sizes: no sizes given")
+    return sizes
+
+
+def run_size_dump(out_dir: str, variants: list[str], img_sizes: list[int], seed: int = 0) -> dict:
+    """Logits-only goldens of each variant at each img_size (timm layout, no checkpoints
+    kept), in their own manifest (`kind` "img-sizes"; merged like `run_dump`'s)."""
+    import torch
+
+    names = [v.strip() for v in variants]
+    bad = [n for n in names if n not in DUMPABLE]
+    if bad:
+        raise LevitWeightsError(f"cannot dump {', '.join(bad)}; choose from {', '.join(DUMPABLE)}")
+    torch.manual_seed(seed)
+    os.makedirs(os.path.join(out_dir, "inputs"), exist_ok=True)
+    manifest_path = os.path.join(out_dir, "manifest.json")
+    old = _load_manifest(manifest_path, seed)
+    if old and old.get("kind") != SIZES_MANIFEST_KIND:
+        raise LevitWeightsError(f"{manifest_path} is a full golden dump; write the img_size "
+                                "sweep to its own directory")
+    t0 = time.time()
+    models = {m["name"]: m for m in old.get("models", [])}
+    inputs = dict(old.get("inputs", {}))
+    for n in names:
+        for size in img_sizes:
+            entry, inp = dump_img_size(n, size, out_dir, seed)
+            models[entry["name"]] = entry
+            inputs.update(inp)
+            manifest = {
+                "format": MANIFEST_FORMAT,
+                "version": MANIFEST_VERSION,
+                "kind": SIZES_MANIFEST_KIND,
+                "seed": seed,
+                "versions": _versions(),
+                "tolerance": TOLERANCE,
+                "inputs": inputs,
+                "models": sorted(models.values(), key=lambda m: (m["variant"], m["img_size"])),
+            }
+            tmp = manifest_path + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(manifest, fh, indent=1)
+                fh.write("\n")
+            os.replace(tmp, manifest_path)
+    print(f"wrote {len(names) * len(img_sizes)} img_size case(s) to {out_dir} in {time.time() - t0:.1f}s")
     return manifest

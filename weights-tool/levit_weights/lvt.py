@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import LevitConfig
+from .config import LevitConfig, img_size_problem
 from .errors import LevitWeightsError
 from .pack import PRECISIONS, bf16_packed_shape, pad16
 
@@ -244,6 +244,9 @@ def read_lvt(path: str) -> LvtFile:
         raise bad("config_crc32 does not match config")
     cfg_json = json.loads(cfg_str)
     cfg = LevitConfig.from_json_dict(cfg_json)
+    problem = img_size_problem(cfg.img_size)
+    if problem:
+        raise bad(f"unsupported config: img_size: {problem}")
     checksums = json.loads(meta.get("checksums", "{}"))
 
     names = list(header)

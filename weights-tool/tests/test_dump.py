@@ -73,3 +73,36 @@ def test_committed_fixtures_are_consistent():
             if "logits" in case["compare"]:
                 ref = np.load(os.path.join(FIXTURES, case["logits"]))
                 assert (np.argsort(-logits, 1)[:, :5] == np.argsort(-ref, 1)[:, :5]).all()
+
+
+def test_img_size_dump(tmp_path):
+    """--img-sizes: logits-only cases at the given sizes, their own manifest kind."""
+    from levit_weights.dump import parse_img_sizes, run_size_dump
+
+    out = str(tmp_path / "sizes")
+    m = run_size_dump(out, ["tiny_hswish"], [16, 32], seed=1)
+    assert m["kind"] == "img-sizes"
+    assert [(x["variant"], x["img_size"], x["resolutions"]) for x in m["models"]] == \
+        [("tiny_hswish", 16, [1, 1, 1]), ("tiny_hswish", 32, [2, 1, 1])]
+    for x in m["models"]:
+        f = read_lvt(os.path.join(out, x["files"]["timm"]))
+        assert f.config.img_size == x["img_size"]
+        (case,) = x["cases"]
+        assert case["compare"] == ["logits"] and case["stages"] == {}
+        inp = np.load(os.path.join(out, m["inputs"][case["input"]]))
+        assert inp.shape == (2, 3, x["img_size"], x["img_size"])
+        y = np.load(os.path.join(out, case["logits"]))
+        assert y.shape == (2, 10) and np.all(np.isfinite(y))
+        # The converted file, read per the doc, reproduces torch's logits.
+        ref, _ = forward(f, inp)
+        assert np.max(np.abs(ref - y)) <= 1e-4 * max(1.0, float(np.max(np.abs(y))))
+    with pytest.raises(LevitWeightsError, match="img_size sweep"):
+        run_dump(out, ["tiny_hswish"], seed=1)
+    with pytest.raises(LevitWeightsError, match="full golden dump"):
+        run_dump(str(tmp_path / "full"), ["tiny_silu"], seed=1, keep_checkpoints=False)
+        run_size_dump(str(tmp_path / "full"), ["tiny_silu"], [16], seed=1)
+    assert parse_img_sizes("16, 48,512") == [16, 48, 512]
+    for bad, why in [("40", "not a multiple of 16"), ("8", "below 16"), ("4096", "above levit's limit"),
+                     ("x", "not an integer"), ("", "no sizes")]:
+        with pytest.raises(LevitWeightsError, match=why):
+            parse_img_sizes(bad)

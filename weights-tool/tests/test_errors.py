@@ -10,6 +10,7 @@ import torch
 
 from conftest import save_timm
 from levit_weights.cli import main
+from levit_weights.errors import LevitWeightsError
 
 
 def run_cli(capsys, *argv):
@@ -84,3 +85,99 @@ def test_variant_mismatch_exit_code(tiny_models, tmp_path, capsys):
     rc, err = run_cli(capsys, "convert", ck, "-o", str(tmp_path / "m.lvt"), "--variant", "tiny_silu")
     assert rc == 1 and "--variant tiny_silu" in err and "shape mismatches" in err
     assert "looks like tiny_hswish" in err
+
+
+# ---- img_size: what timm builds but the engine cannot run (issue 11, point 10) --------
+
+def _tiny_at(img_size, seed=7):
+    from timm.models import levit as tl
+
+    from levit_weights.config import TINY_ARCHES
+
+    torch.manual_seed(seed)
+    return tl.LevitDistilled(**TINY_ARCHES["tiny_hswish"].config(img_size=img_size).timm_kwargs()).eval()
+
+
+@pytest.mark.parametrize("img_size", [8, 15])
+def test_img_size_below_16_is_refused(img_size, tmp_path, capsys):
+    """timm builds the model (empty bias tables, a 0x0 grid) but cannot run it."""
+    m = _tiny_at(img_size)
+    with pytest.raises(RuntimeError):
+        with torch.no_grad():
+            m(torch.zeros(1, 3, img_size, img_size))
+    ck = save_timm(m, tmp_path / "c.safetensors")
+    rc, err = run_cli(capsys, "convert", ck, "-o", str(tmp_path / "m.lvt"))
+    assert rc == 1
+    assert err.startswith("levit-weights: error: unsupported config: img_size: 0 is below 16: "
+                          "the token grid (img_size // 16) is empty, and timm cannot run such a "
+                          "model either (read from the 0x0 token grid")
+    assert "Traceback" not in err
+    assert not (tmp_path / "m.lvt").exists()
+
+
+@pytest.mark.parametrize("img_size,runs_at", [(17, 16), (40, 32), (100, 96), (225, 224)])
+def test_img_size_not_a_multiple_of_16_converts_as_the_size_timm_runs(img_size, runs_at, tmp_path):
+    """timm's bias tables cover an img_size // 16 grid: it runs only 16 * (img_size // 16)
+    inputs, and the checkpoint is that model's. The converter writes that size."""
+    from levit_weights.convert import convert_checkpoint
+    from levit_weights.lvt import read_lvt
+
+    m = _tiny_at(img_size)
+    with pytest.raises(RuntimeError):
+        with torch.no_grad():
+            m(torch.zeros(1, 3, img_size, img_size))
+    with torch.no_grad():
+        m(torch.zeros(1, 3, runs_at, runs_at))
+    ck = save_timm(m, tmp_path / "c.safetensors")
+    convert_checkpoint(ck, str(tmp_path / "m.lvt"))
+    f = read_lvt(str(tmp_path / "m.lvt"))
+    assert f.config.img_size == runs_at
+    ref = _tiny_at(runs_at)
+    ref.load_state_dict(m.state_dict())
+    convert_checkpoint(save_timm(ref, tmp_path / "r.safetensors"), str(tmp_path / "r.lvt"))
+    assert read_lvt(str(tmp_path / "r.lvt")).data_bytes() == f.data_bytes()
+
+
+def test_img_size_above_the_engine_limit_is_refused(tiny_sd, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    # A 129x129 token grid: img_size 2064 (building it in timm would gather GBs of indices).
+    for k in list(tiny_sd):
+        if k.startswith("stages.0.") and k.endswith("attention_biases"):
+            tiny_sd[k] = torch.zeros(tiny_sd[k].shape[0], 129 * 129)
+    save_file(tiny_sd, str(tmp_path / "c.safetensors"))
+    rc, err = run_cli(capsys, "convert", str(tmp_path / "c.safetensors"), "-o", str(tmp_path / "m.lvt"))
+    assert rc == 1
+    assert "unsupported config: img_size: 2064 is above levit's limit of 2048" in err
+
+
+@pytest.mark.parametrize("img_size,reason", [
+    (0, "0 is below 16"),
+    (40, "40 is not a multiple of 16: timm runs such a model only on 32x32 inputs"),
+    (4096, "4096 is above levit's limit of 2048"),
+])
+def test_lvt_with_an_unrunnable_img_size_is_refused(img_size, reason, tiny_models, tmp_path):
+    """read_lvt refuses the img_sizes the engine's Config::dims refuses, same words."""
+    import json as _json
+
+    from levit_weights.convert import convert_checkpoint
+    from levit_weights.lvt import crc32_hex, read_lvt
+
+    ck = save_timm(tiny_models["tiny_hswish"], tmp_path / "c.safetensors")
+    convert_checkpoint(ck, str(tmp_path / "m.lvt"))
+    buf = bytearray((tmp_path / "m.lvt").read_bytes())
+    n = int.from_bytes(buf[:8], "little")
+    header = _json.loads(buf[8:8 + n])
+    cfg = _json.loads(header["__metadata__"]["config"])
+    cfg["img_size"] = img_size
+    s = _json.dumps(cfg, separators=(",", ":"))
+    header["__metadata__"]["config"] = s
+    header["__metadata__"]["config_crc32"] = crc32_hex(s.encode())
+    new = _json.dumps(header, separators=(",", ":")).encode()
+    new += b" " * (-(8 + len(new)) % 8)
+    if len(new) > n:
+        pytest.skip("header grew")
+    new += b" " * (n - len(new))
+    (tmp_path / "x.lvt").write_bytes(n.to_bytes(8, "little") + new + bytes(buf[8 + n:]))
+    with pytest.raises(LevitWeightsError, match="unsupported config: img_size: " + reason):
+        read_lvt(str(tmp_path / "x.lvt"))

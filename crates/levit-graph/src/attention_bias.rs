@@ -6,9 +6,9 @@
 
 use crate::AttnDims;
 
-/// Index of the bias-table column for query `q` and key `k` (both flat, row-major).
-pub fn bias_index(r_in: usize, r_out: usize, q: usize, k: usize) -> usize {
-    let stride = if r_in == r_out { 1 } else { 2 };
+/// Index of the bias-table column for query `q` and key `k` (both flat, row-major) of an
+/// attention with query stride `stride` (`AttnDims::stride`).
+pub fn bias_index(r_in: usize, r_out: usize, stride: usize, q: usize, k: usize) -> usize {
     let (qy, qx) = (q / r_out * stride, q % r_out * stride);
     let (ky, kx) = (k / r_in, k % r_in);
     qy.abs_diff(ky) * r_in + qx.abs_diff(kx)
@@ -19,7 +19,7 @@ pub fn bias_index(r_in: usize, r_out: usize, q: usize, k: usize) -> usize {
 /// division per element (load time matters: LeViT-384 gathers 1.2 M values).
 pub fn gather(a: &AttnDims, table: &[f32], row_stride: usize, out: &mut [f32]) {
     let (nq, nk, r_in) = (a.nq(), a.nk(), a.r_in);
-    let stride = if a.r_in == a.r_out { 1 } else { 2 };
+    let stride = a.stride;
     assert!(out.len() >= a.heads * nq * nk && table.len() >= a.heads * row_stride);
     for h in 0..a.heads {
         let row = &table[h * row_stride..][..nk];
@@ -68,19 +68,29 @@ mod tests {
     #[test]
     fn subsample_bias_row_matches_reference_example() {
         // Reference §3.3: AS 7->4, query 1 = (0,1) -> input (0,2).
-        let row: Vec<usize> = (0..14).map(|k| bias_index(7, 4, 1, k)).collect();
+        let row: Vec<usize> = (0..14).map(|k| bias_index(7, 4, 2, 1, k)).collect();
         assert_eq!(row, vec![2, 1, 0, 1, 2, 3, 4, 9, 8, 7, 8, 9, 10, 11]);
     }
 
     #[test]
     fn gather_agrees_with_bias_index() {
-        for (r_in, r_out) in [(14, 14), (14, 7), (7, 4), (4, 4), (5, 3)] {
+        for (r_in, r_out, s) in [
+            (14, 14, 1),
+            (14, 7, 2),
+            (7, 4, 2),
+            (4, 4, 1),
+            (5, 3, 2),
+            (2, 1, 2),
+            (1, 1, 2),
+            (1, 1, 1),
+        ] {
             let a = AttnDims {
                 heads: 2,
                 key_dim: 1,
                 val_dim: 1,
                 r_in,
                 r_out,
+                stride: s,
                 dim_in: 1,
                 dim_out: 1,
             };
@@ -91,7 +101,7 @@ mod tests {
             for h in 0..2 {
                 for q in 0..a.nq() {
                     for k in 0..a.nk() {
-                        let want = table[h * stride + bias_index(r_in, r_out, q, k)];
+                        let want = table[h * stride + bias_index(r_in, r_out, s, q, k)];
                         assert_eq!(out[(h * a.nq() + q) * a.nk() + k], want);
                     }
                 }
@@ -104,8 +114,8 @@ mod tests {
         for q in 0..196usize {
             for k in 0..196 {
                 let (dy, dx) = ((q / 14).abs_diff(k / 14), (q % 14).abs_diff(k % 14));
-                assert_eq!(bias_index(14, 14, q, k), dy * 14 + dx);
-                assert_eq!(bias_index(14, 14, q, k), bias_index(14, 14, k, q));
+                assert_eq!(bias_index(14, 14, 1, q, k), dy * 14 + dx);
+                assert_eq!(bias_index(14, 14, 1, q, k), bias_index(14, 14, 1, k, q));
             }
         }
     }

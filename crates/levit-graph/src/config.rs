@@ -32,7 +32,7 @@ pub struct Config {
     /// Name, informational (`levit_128s`, ...).
     #[serde(default)]
     pub variant: String,
-    /// Square input size; a multiple of 16.
+    /// Square input size: a multiple of 16 in `16..=2048` ([`check_img_size`]).
     pub img_size: usize,
     /// Input channels (3).
     pub in_chans: usize,
@@ -74,6 +74,11 @@ pub struct AttnDims {
     pub r_in: usize,
     /// Query grid side: `r_in`, or `(r_in - 1) / 2 + 1` when subsampling.
     pub r_out: usize,
+    /// Query stride on the key grid: 1 for a block's attention, 2 for a downsample's.
+    /// Not derivable from the grids: a downsample of a 1x1 grid keeps it 1x1 (timm's
+    /// `levit_*` at `img_size` 16..=47), yet it is still a q/kv attention with its own
+    /// tensors.
+    pub stride: usize,
     /// Input width.
     pub dim_in: usize,
     /// Output width (after the projection).
@@ -89,9 +94,10 @@ impl AttnDims {
     pub fn nq(&self) -> usize {
         self.r_out * self.r_out
     }
-    /// Whether queries are subsampled (stride 2).
+    /// Whether this is a downsample's attention (stride 2: separate q and kv
+    /// projections, queries taken from every other row and column of the key grid).
     pub fn is_subsample(&self) -> bool {
-        self.r_in != self.r_out
+        self.stride != 1
     }
 }
 
@@ -128,6 +134,34 @@ const MAX_IMG: usize = 2048;
 const MAX_DIM: usize = 16384;
 const MAX_DEPTH: usize = 256;
 const MAX_CLASSES: usize = 1 << 20;
+
+/// Checks `img_size` the way `levit-weights convert` does (same reasons, word for word).
+///
+/// timm sizes its attention biases for a `img_size // 16` grid while its stem makes a
+/// `ceil(img_size / 16)` one, so a timm LeViT runs only on inputs of `16 * (img_size // 16)`
+/// pixels: below 16 the grid is empty, and a checkpoint built at a size that is not a
+/// multiple of 16 is the checkpoint of `16 * (img_size // 16)` (which is what the
+/// converter writes). Every multiple of 16 up to the bound runs and matches timm.
+pub fn check_img_size(img_size: usize) -> Result<(), GraphError> {
+    let reason = if img_size < 16 {
+        format!(
+            "{img_size} is below 16: the token grid (img_size // 16) is empty, and timm \
+             cannot run such a model either"
+        )
+    } else if !img_size.is_multiple_of(16) {
+        format!(
+            "{img_size} is not a multiple of 16: timm runs such a model only on \
+             {}x{0} inputs (its attention biases cover a grid of img_size // 16), so \
+             use img_size {0}",
+            16 * (img_size / 16)
+        )
+    } else if img_size > MAX_IMG {
+        format!("{img_size} is above levit's limit of {MAX_IMG}")
+    } else {
+        return Ok(());
+    };
+    Err(GraphError::unsupported("img_size", reason))
+}
 
 fn ratio_times(ratio: f64, x: usize, field: &'static str) -> Result<usize, GraphError> {
     // timm computes `int(ratio * x)` in Python floats.
@@ -171,15 +205,7 @@ impl Config {
                 ));
             }
         }
-        if self.img_size == 0 || !self.img_size.is_multiple_of(16) || self.img_size > MAX_IMG {
-            return Err(GraphError::unsupported(
-                "img_size",
-                format!(
-                    "{} is not a multiple of 16 in 16..={MAX_IMG}",
-                    self.img_size
-                ),
-            ));
-        }
+        check_img_size(self.img_size)?;
         if self.in_chans == 0 || self.in_chans > 64 {
             return Err(GraphError::unsupported(
                 "in_chans",
@@ -255,6 +281,7 @@ impl Config {
                     val_dim: ratio_times(self.down_attn_ratio, self.key_dim, "down_attn_ratio")?,
                     r_in: resolution,
                     r_out,
+                    stride: 2,
                     dim_in,
                     dim_out: dim,
                 };
@@ -270,6 +297,7 @@ impl Config {
                 val_dim: ratio_times(self.attn_ratio[s], self.key_dim, "attn_ratio")?,
                 r_in: resolution,
                 r_out: resolution,
+                stride: 1,
                 dim_in: dim,
                 dim_out: dim,
             };

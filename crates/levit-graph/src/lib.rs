@@ -13,7 +13,7 @@ mod step;
 mod tensors;
 
 pub use arena_layout::BufRange;
-pub use config::{ActKind, AttnDims, Config, Dims, StageDims};
+pub use config::{check_img_size, ActKind, AttnDims, Config, Dims, StageDims};
 pub use error::GraphError;
 pub use levit_kernels::Precision;
 pub use plan::{Plan, Tap, MAX_PLAN_BYTES};

@@ -153,3 +153,76 @@ fn oversized_configs_are_refused_before_anything_is_gathered() {
         other => panic!("expected TooLarge, got {other:?}"),
     }
 }
+
+#[test]
+fn downsamples_of_a_one_by_one_grid_are_still_q_kv_attentions() {
+    // timm's levit_128s at img_size 16..=47 has grids 1 -> 1 -> 1 or 2 -> 1 -> 1: every
+    // downsample keeps the q/kv projections (and the weight file holds them), even where
+    // it does not shrink the grid.
+    for img_size in (16..=512).step_by(16) {
+        let config = Config {
+            img_size,
+            ..levit_128s()
+        };
+        let dims = config.dims().expect("dims");
+        let plan = build(&config, Precision::F32);
+        let names: Vec<&str> = plan.weights.iter().map(|w| w.name.as_str()).collect();
+        for (s, stage) in dims.stages.iter().enumerate().skip(1) {
+            let (a, _) = stage.downsample.as_ref().expect("downsample");
+            assert!(a.is_subsample() && a.stride == 2, "{img_size}: stage {s}");
+            assert_eq!(a.r_out, (a.r_in - 1) / 2 + 1);
+            for t in ["kv", "q"] {
+                let name = format!("stages.{s}.downsample.attn.{t}.weight");
+                assert!(names.contains(&name.as_str()), "{img_size}: {name}");
+            }
+            let qkv = format!("stages.{s}.downsample.attn.qkv.weight");
+            assert!(!names.contains(&qkv.as_str()), "{img_size}: {qkv}");
+        }
+        for stage in &dims.stages {
+            assert!(!stage.attn.is_subsample());
+        }
+        let attentions = plan
+            .steps
+            .iter()
+            .filter(|s| s.kind() == "attention")
+            .count();
+        assert_eq!(attentions, 2 + 3 + 4 + 2, "{img_size}");
+        // What the plan asks for is exactly what the converter writes.
+        let specs: Vec<String> = crate::tensor_specs(&dims, Precision::F32)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        let mut asked: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut written = specs.clone();
+        asked.sort();
+        written.sort();
+        assert_eq!(asked, written, "{img_size}");
+    }
+}
+
+#[test]
+fn img_size_is_checked_with_the_converter_s_reasons() {
+    for ok in [16, 32, 48, 224, 2048] {
+        assert!(crate::check_img_size(ok).is_ok(), "{ok}");
+    }
+    let reason = |img_size| match (Config {
+        img_size,
+        ..levit_128s()
+    })
+    .dims()
+    {
+        Err(GraphError::Unsupported { field, reason }) => {
+            assert_eq!(field, "img_size");
+            reason
+        }
+        other => panic!("{img_size}: expected Unsupported, got {other:?}"),
+    };
+    assert!(reason(0).contains("below 16"));
+    assert!(reason(15).contains("below 16"));
+    for (img_size, runs_at) in [(17, 16), (40, 32), (100, 96), (225, 224)] {
+        let r = reason(img_size);
+        assert!(r.contains("not a multiple of 16"), "{r}");
+        assert!(r.contains(&format!("use img_size {runs_at}")), "{r}");
+    }
+    assert!(reason(2064).contains("above levit's limit of 2048"));
+}
