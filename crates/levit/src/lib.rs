@@ -181,8 +181,9 @@ pub mod kernels {
 pub use levit_kernels::{Isa, Precision};
 pub use model::{Model, ModelOptions, DEFAULT_MAX_MACS};
 
-/// The README's Rust snippets, compiled as doctests.
-#[cfg(doctest)]
+/// The README's Rust snippets, compiled as doctests (they use `levit::preprocess`, so
+/// with the `preprocess` feature: `cargo test --workspace` or `-p levit --all-features`).
+#[cfg(all(doctest, feature = "preprocess"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
