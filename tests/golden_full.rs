@@ -22,30 +22,13 @@ const VARIANTS: [&str; 5] = [
 
 const NAME: &str = "paper_variants_match_pytorch_from_both_layouts";
 
-/// Whether libtest-style arguments (`cargo test -- FILTER`, `--skip S`, `--exact`)
-/// select this test.
-fn selected(args: &[String]) -> bool {
-    let (mut filters, mut skips, mut exact) = (Vec::new(), Vec::new(), false);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--exact" => exact = true,
-            "--skip" => skips.extend(it.next()),
-            flag if flag.starts_with('-') => {}
-            filter => filters.push(filter),
-        }
-    }
-    let hit = |f: &str| if exact { f == NAME } else { NAME.contains(f) };
-    (filters.is_empty() || filters.iter().any(|f| hit(f))) && !skips.iter().any(|s| hit(s))
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         println!("{NAME}: test");
         return ExitCode::SUCCESS;
     }
-    if !selected(&args) || args.iter().any(|a| a == "--ignored") {
+    if !levit_rs::selected(&args, NAME) || args.iter().any(|a| a == "--ignored") {
         println!("\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 1 filtered out\n");
         return ExitCode::SUCCESS;
     }

@@ -17,23 +17,6 @@ use std::process::ExitCode;
 const FIXTURE: &str = "committed_img_size_sweep_matches_pytorch";
 const FULL: &str = "levit_128s_img_size_sweep_matches_pytorch";
 
-/// Whether libtest-style arguments (`cargo test -- FILTER`, `--skip S`, `--exact`)
-/// select test `name`.
-fn selected(args: &[String], name: &str) -> bool {
-    let (mut filters, mut skips, mut exact) = (Vec::new(), Vec::new(), false);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--exact" => exact = true,
-            "--skip" => skips.extend(it.next()),
-            flag if flag.starts_with('-') => {}
-            filter => filters.push(filter),
-        }
-    }
-    let hit = |f: &str| if exact { f == name } else { name.contains(f) };
-    (filters.is_empty() || filters.iter().any(|f| hit(f))) && !skips.iter().any(|s| hit(s))
-}
-
 /// The img_size of every model in a sweep manifest.
 fn sizes(dir: &Path) -> Vec<(String, u64)> {
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
@@ -65,7 +48,7 @@ fn main() -> ExitCode {
     }
     let run: Vec<&str> = [FIXTURE, FULL]
         .into_iter()
-        .filter(|n| selected(&args, n) && !args.iter().any(|a| a == "--ignored"))
+        .filter(|n| levit_rs::selected(&args, n) && !args.iter().any(|a| a == "--ignored"))
         .collect();
     println!("\nrunning {} tests", run.len());
     let (mut passed, mut skipped) = (0, 0);

@@ -496,3 +496,20 @@ pub fn check_size_dump(dir: &Path) -> Vec<String> {
     );
     lines
 }
+
+/// Whether libtest-style arguments (`cargo test -- FILTER`, `--skip S`, `--exact`)
+/// select test `name`: for the golden tests with their own `main` (`harness = false`).
+pub fn selected(args: &[String], name: &str) -> bool {
+    let (mut filters, mut skips, mut exact) = (Vec::new(), Vec::new(), false);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--exact" => exact = true,
+            "--skip" => skips.extend(it.next()),
+            flag if flag.starts_with('-') => {}
+            filter => filters.push(filter),
+        }
+    }
+    let hit = |f: &str| if exact { f == name } else { name.contains(f) };
+    (filters.is_empty() || filters.iter().any(|f| hit(f))) && !skips.iter().any(|s| hit(s))
+}
