@@ -437,15 +437,7 @@ pub fn check_dump(dir: &Path, expect_models: &[&str]) -> Vec<String> {
             }
         }
     }
-    for l in &lines {
-        println!("{l}");
-    }
-    assert!(
-        failures.is_empty(),
-        "golden mismatches:\n{}",
-        failures.join("\n")
-    );
-    lines
+    report(lines, &failures, "golden")
 }
 
 /// Checks an img_size sweep (`levit-weights dump --img-sizes`): every model (one
@@ -486,12 +478,17 @@ pub fn check_size_dump(dir: &Path) -> Vec<String> {
             }
         }
     }
+    report(lines, &failures, "img_size sweep")
+}
+
+/// Prints a check's lines, then panics listing every failure, if any.
+fn report(lines: Vec<String>, failures: &[String], what: &str) -> Vec<String> {
     for l in &lines {
         println!("{l}");
     }
     assert!(
         failures.is_empty(),
-        "img_size sweep mismatches:\n{}",
+        "{what} mismatches:\n{}",
         failures.join("\n")
     );
     lines

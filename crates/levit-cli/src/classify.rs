@@ -110,14 +110,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Vec<Input> {
 }
 
 /// An OS error worded as the library words it ("no such file or directory").
-pub(crate) fn io_reason(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error ").next().unwrap_or_default();
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
-}
+pub(crate) use levit::os_reason as io_reason;
 
 fn walk(dir: &Path, out: &mut Vec<Input>, depth: usize) {
     if depth > 64 {

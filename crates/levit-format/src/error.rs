@@ -140,7 +140,7 @@ fn size_note(dtype: Dtype, found: usize) -> String {
 
 /// An OS error as levit words it: lowercase, without Rust's "(os error N)" suffix
 /// ("no such file or directory"), so every message about a file reads the same.
-pub(crate) fn os_reason(e: &std::io::Error) -> String {
+pub fn os_reason(e: &std::io::Error) -> String {
     let text = e.to_string();
     let text = text.split(" (os error ").next().unwrap_or_default();
     let mut chars = text.chars();

@@ -17,7 +17,7 @@ mod writer;
 pub use bytes::LoadMode;
 use bytes::StorageBytes;
 pub use dtype::Dtype;
-pub use error::FormatError;
+pub use error::{os_reason, FormatError};
 pub use file::{LoadOptions, TensorView, WeightFile};
 pub use writer::{write_weight_file, TensorBytes, TensorData};
 

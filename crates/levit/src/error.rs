@@ -1,6 +1,6 @@
 //! The engine's error type: everything a caller can get wrong or a file can hold wrong.
 
-pub use levit_format::FormatError;
+pub use levit_format::{os_reason, FormatError};
 pub use levit_graph::GraphError;
 pub use levit_kernels::isa::IsaError;
 

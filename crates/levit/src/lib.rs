@@ -162,7 +162,7 @@ pub use run::Tracer;
 pub use levit_image as preprocess;
 
 pub use engine::{Engine, EngineOptions, MAX_THREADS};
-pub use error::{Error, FormatError, GraphError, IsaError, Result};
+pub use error::{os_reason, Error, FormatError, GraphError, IsaError, Result};
 pub use levit_format::LoadMode;
 pub use levit_graph::{Config, Tap};
 

@@ -272,10 +272,9 @@ fn header_corruption_surfaces_as_typed_errors_end_to_end() {
     );
 }
 
-#[test]
-fn hostile_config_cannot_make_a_small_file_allocate_gigabytes() {
-    // 2048x2048 input, one-channel stem, eight blocks of one head: the file holds about
-    // 550 KB, but each block's gathered bias table is [1][16384][16384] floats (1 GiB).
+/// A one-channel, one-stage, one-head model at 2048x2048 with `depth` blocks: a file of
+/// about 550 KB whose every block gathers a [1][16384][16384] bias table (1 GiB).
+fn one_head_2048_file(depth: usize) -> Vec<u8> {
     let mut c = small_config();
     c.img_size = 2048;
     c.in_chans = 1;
@@ -283,10 +282,17 @@ fn hostile_config_cannot_make_a_small_file_allocate_gigabytes() {
     c.embed_dim = vec![8];
     c.key_dim = 1;
     c.num_heads = vec![1];
-    c.depth = vec![8];
+    c.depth = vec![depth];
     c.attn_ratio = vec![1.0];
     c.mlp_ratio = vec![1.0];
-    let bytes = synth::random_weight_file(&c, 1).unwrap();
+    synth::random_weight_file(&c, 1).unwrap()
+}
+
+#[test]
+fn hostile_config_cannot_make_a_small_file_allocate_gigabytes() {
+    // 2048x2048 input, one-channel stem, eight blocks of one head: the file holds about
+    // 550 KB, but each block's gathered bias table is [1][16384][16384] floats (1 GiB).
+    let bytes = one_head_2048_file(8);
     assert!(bytes.len() < 1 << 20, "{} bytes", bytes.len());
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
@@ -412,17 +418,7 @@ fn plan_memory_is_checked_before_the_bias_tables_are_gathered() {
     // Four blocks whose bias tables total exactly the 4 GiB limit ([1][16384][16384]
     // floats each): the tables alone pass, the arena on top of them does not, and the
     // refusal must come before 4 GiB are gathered.
-    let mut c = small_config();
-    c.img_size = 2048;
-    c.in_chans = 1;
-    c.num_classes = 1;
-    c.embed_dim = vec![8];
-    c.key_dim = 1;
-    c.num_heads = vec![1];
-    c.depth = vec![4];
-    c.attn_ratio = vec![1.0];
-    c.mlp_ratio = vec![1.0];
-    let bytes = synth::random_weight_file(&c, 1).unwrap();
+    let bytes = one_head_2048_file(4);
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let e = load(&bytes).unwrap_err();
