@@ -6,6 +6,7 @@ use std::path::Path;
 
 use levit_format::{LoadMode, LoadOptions, WeightFile};
 use levit_graph::{Config, Plan, TensorSpec};
+use levit_kernels::attention::AttentionKernel;
 use levit_kernels::gemm::{GemmKernel, PackedB};
 use levit_kernels::{Isa, Precision};
 
@@ -60,6 +61,9 @@ pub struct Model {
     pub(crate) isa: Isa,
     /// The GEMM kernel of each precision the plan's steps use, chosen once here.
     kernels: [Option<GemmKernel>; Precision::ALL.len()],
+    /// The attention kernel per precision, chosen at load like the GEMM kernels (an
+    /// f32 kernel where a precision has none on this level).
+    attention_kernels: [AttentionKernel; Precision::ALL.len()],
 }
 
 impl std::fmt::Debug for Model {
@@ -178,12 +182,14 @@ impl Model {
             })?;
             kernels[p as usize] = Some(kernel);
         }
+        let attention_kernels = Precision::ALL.map(|p| AttentionKernel::select(p, isa));
         let model = Model {
             file,
             plan,
             weights,
             isa,
             kernels,
+            attention_kernels,
         };
         crate::run::check_plan(&model)?;
         Ok(model)
@@ -281,6 +287,11 @@ impl Model {
     /// An f32 tensor of the plan (a bias).
     pub(crate) fn f32(&self, id: levit_graph::WeightId) -> &[f32] {
         self.weights.f32(&self.file, id)
+    }
+
+    /// The attention kernel for a step's precision (selected at load).
+    pub(crate) fn attention_kernel(&self, precision: Precision) -> &AttentionKernel {
+        &self.attention_kernels[precision as usize]
     }
 
     /// The kernel for a step's precision (selected at load for every precision the

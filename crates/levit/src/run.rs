@@ -3,7 +3,7 @@
 use levit_graph::{
     AttentionStep, BufRange, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, Tap,
 };
-use levit_kernels::attention::{AttentionArgs, AttentionKernel};
+use levit_kernels::attention::AttentionArgs;
 use levit_kernels::conv::{ConvInput, ConvWeights};
 use levit_kernels::gemm::GemmArgs;
 use levit_kernels::parallel::{self, Executor};
@@ -97,7 +97,6 @@ pub(crate) fn run(
     mut profile: Option<&mut [u64]>,
 ) {
     let plan = &model.plan;
-    let isa = model.isa;
     for (index, step) in plan.steps.iter().enumerate() {
         let started = profile.as_ref().map(|_| std::time::Instant::now());
         match step {
@@ -117,10 +116,10 @@ pub(crate) fn run(
                 parallel::gemm(model.kernel(s.precision), &args, c, exec);
             }
             Step::Attention(s) => {
-                let kernel = AttentionKernel::select(s.precision, isa);
+                let kernel = model.attention_kernel(s.precision);
                 let mut run = |q: &[f32], kv: &[f32], out: &mut [f32]| {
                     let args = attention_args(model, s, q, kv).expect("checked at load");
-                    parallel::attention(&kernel, &args, out, scratch, exec);
+                    parallel::attention(kernel, &args, out, scratch, exec);
                 };
                 if s.q == s.kv {
                     let [kv, out] = disjoint(arena, [s.kv, s.out]);
