@@ -100,8 +100,13 @@ def golden_inputs(seed: int) -> list[tuple[str, object]]:
     return out
 
 
-def photo_inputs(model, image_dir: Path) -> tuple[list[tuple[str, object]], str]:
-    """The photos through timm's eval transform for `model`; returns them and the transform."""
+def photo_inputs(model, image_dir: Path, crops: int = 0, seed: int = 0) -> tuple[list[tuple[str, object]], str]:
+    """The photos through timm's eval transform for `model`, each followed by `crops`
+    random crops of it (a box of 30-100 % of each side at a random place, seeded by
+    `seed` and the file name, then the same transform: more natural inputs from the
+    same few files); returns them and the transform."""
+    import random
+
     import numpy as np
     from PIL import Image
     from timm.data import create_transform, resolve_data_config
@@ -112,8 +117,15 @@ def photo_inputs(model, image_dir: Path) -> tuple[list[tuple[str, object]], str]
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
             continue
         with Image.open(p) as im:
-            x = tf(im.convert("RGB"))  # as timm's dataset loader does (no EXIF transpose)
-        out.append((p.name, np.ascontiguousarray(x.numpy(), dtype=np.float32)))
+            rgb = im.convert("RGB")  # as timm's dataset loader does (no EXIF transpose)
+        out.append((p.name, np.ascontiguousarray(tf(rgb).numpy(), dtype=np.float32)))
+        rng = random.Random(f"{seed}:{p.name}")
+        w, h = rgb.size
+        for c in range(crops):
+            cw, ch = max(1, round(w * rng.uniform(0.3, 1.0))), max(1, round(h * rng.uniform(0.3, 1.0)))
+            x0, y0 = rng.randint(0, w - cw), rng.randint(0, h - ch)
+            x = tf(rgb.crop((x0, y0, x0 + cw, y0 + ch)))
+            out.append((f"{p.name}#crop{c}", np.ascontiguousarray(x.numpy(), dtype=np.float32)))
     return out, " -> ".join(type(t).__name__ for t in tf.transforms)
 
 
@@ -234,7 +246,7 @@ def measure_variant(name: str, args, levit_bin: Path, kernels: dict, golden) -> 
     ckpt = args.dump / name / "checkpoint_timm.safetensors"
     lvt = args.dump / name / "model_timm.lvt"
     model = cmp.load_timm(name, ckpt)
-    photos, transform = photo_inputs(model, args.images)
+    photos, transform = photo_inputs(model, args.images, args.crops, args.seed)
     images = golden + photos
     names = [n for n, _ in images]
     x = np.ascontiguousarray(np.stack([im for _, im in images]), dtype=np.float32)
@@ -337,6 +349,8 @@ def main(argv=None) -> int:
                                               "variants are dumped into it); default <cache>/dump")
     ap.add_argument("--images", type=Path, default=REPO / "tests" / "fixtures" / "images",
                     help="photos to add to the golden inputs (default tests/fixtures/images)")
+    ap.add_argument("--crops", type=int, default=0, help="random crops per photo added to the inputs (default 0: "
+                                                         "each photo once); e.g. 20 for 6 + 21 x 21 = 447 inputs")
     ap.add_argument("--cache", type=Path, default=default_cache, help=f"cache dir (default {default_cache})")
     ap.add_argument("--work", type=Path, help="where the ONNX files and logits go (default <cache>/accuracy)")
     ap.add_argument("--out", type=Path, help="results JSON (default <work>/accuracy.json)")
@@ -423,7 +437,7 @@ def main(argv=None) -> int:
     print(f"{meta['cpu']}, {meta['date']}, levit {meta['levit_git'] or levit_root}, "
           f"openvino {meta['versions']['openvino']}, onnxruntime {meta['versions']['onnxruntime']}, "
           f"torch {meta['versions']['torch']}; {n_img} images per variant "
-          f"({len(golden)} golden: {', '.join(GOLDEN_INPUTS)}; the rest photos from {args.images.name}/)")
+          f"({len(golden)} golden: {', '.join(GOLDEN_INPUTS)}; the rest photos from {args.images.name}/, each with {args.crops} random crops)")
     print()
     print(report(variants, args.engines, args.markdown))
     print()

@@ -1,5 +1,5 @@
-//! Single-thread attention throughput on LeViT-384-like shapes, per supported path and
-//! for the scalar reference.
+//! Single-thread attention throughput on LeViT-384-like shapes, per attention kernel
+//! this CPU runs (every precision) and for the scalar reference.
 //!
 //! `cargo run --release -p levit-kernels --example attention_speed [-- H D Dv nq nk]...`
 //!
@@ -8,8 +8,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use levit_kernels::attention::{self, AttentionArgs, AttentionShape, HeadView};
-use levit_kernels::{Activation, Isa};
+use levit_kernels::attention::{self, AttentionArgs, AttentionKernel, AttentionShape, HeadView};
+use levit_kernels::Activation;
 
 fn time<F: FnMut()>(budget: Duration, mut f: F) -> f64 {
     f();
@@ -93,11 +93,16 @@ fn main() {
         let flops = 2.0 * (heads * nq * nk * (d + dv)) as f64;
         let budget = Duration::from_millis(300);
         let mut line = format!("H={heads:2} D={d} Dv={dv:3} nq={nq:3} nk={nk:3}:");
-        for isa in Isa::supported() {
+        for kernel in AttentionKernel::all() {
             let t = time(budget, || {
-                attention::attention(isa, &args, black_box(&mut out), &mut scratch)
+                kernel.run(&args, black_box(&mut out), &mut scratch)
             });
-            line += &format!("  {isa} {:6.1} us {:5.1} GF/s", t * 1e6, flops / t / 1e9);
+            line += &format!(
+                "\n  {:28} {:6.1} us {:5.1} GF/s",
+                kernel.name(),
+                t * 1e6,
+                flops / t / 1e9
+            );
             // Cold bias: in a model the gathered bias table of each block is read once
             // per inference, from L3 or memory; rotate over copies larger than L3.
             let copies = (64 << 20) / (bias.len() * 4) + 1;
@@ -109,14 +114,14 @@ fn main() {
                     ..args
                 };
                 next = (next + 1) % copies;
-                attention::attention(isa, &args, black_box(&mut out), &mut scratch)
+                kernel.run(&args, black_box(&mut out), &mut scratch)
             });
             line += &format!(" (cold bias {:6.1} us)", t * 1e6);
         }
         let t = time(budget, || {
             attention::reference::attention(&args, black_box(&mut out), &mut scratch)
         });
-        line += &format!("  reference {:7.1} us", t * 1e6);
+        line += &format!("\n  {:28} {:6.1} us", "reference", t * 1e6);
         println!("{line}");
     }
 }
