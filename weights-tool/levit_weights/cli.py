@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-checkpoints", action="store_true",
                    help="do not keep the checkpoint files (they are still written to a temp dir and converted)")
+    d.add_argument("--bn-images", metavar="DIR",
+                   help="then refit every BatchNorm's running statistics on random crops of the photos "
+                        "in DIR, as training leaves them, so activation ranges are stable across images "
+                        "as in a trained network (for measuring quantization); prints and records each "
+                        "stage's ranges before and after")
+    d.add_argument("--bn-count", type=int, default=128, metavar="N",
+                   help="crops for --bn-images (default 128)")
     d.add_argument("--img-sizes", metavar="LIST",
                    help="comma separated img_sizes (multiples of 16): instead of the full dump, "
                         "write logits-only goldens of each variant built by timm at each size "
@@ -113,7 +120,8 @@ def main(argv=None) -> int:
             if args.img_sizes is not None:
                 run_size_dump(args.out, variants, parse_img_sizes(args.img_sizes), seed=args.seed)
             else:
-                run_dump(args.out, variants, seed=args.seed, keep_checkpoints=not args.no_checkpoints)
+                run_dump(args.out, variants, seed=args.seed, keep_checkpoints=not args.no_checkpoints,
+                         bn_images=args.bn_images, bn_count=args.bn_count)
         elif args.cmd == "inspect":
             _inspect(args)
     except LevitWeightsError as e:

@@ -41,6 +41,11 @@ TOLERANCE = {
 }
 
 
+# Crops of --bn-images the BatchNorms are refitted on, and crops the ranges are measured on.
+BN_COUNT = 128
+BN_TEST_COUNT = 64
+
+
 def build_model(name: str, img_size: int | None = None):
     """timm model for a named variant, or timm's Levit/LevitDistilled for a tiny config
     (at its default img_size, or at `img_size`)."""
@@ -114,8 +119,12 @@ def _load_manifest(path: str, seed: int) -> dict:
     return m
 
 
-def dump_model(name: str, out_dir: str, seed: int, inputs: dict, keep_checkpoints: bool) -> dict:
-    """Everything for one model; returns its manifest entry."""
+def dump_model(name: str, out_dir: str, seed: int, inputs: dict, keep_checkpoints: bool,
+               bn_images: str | None = None, bn_count: int = BN_COUNT) -> dict:
+    """Everything for one model; returns its manifest entry. With `bn_images`, the
+    BatchNorm statistics are then refitted on `bn_count` random crops of those photos
+    (`natural.py`), and the manifest records each stage's activation ranges on other
+    crops before and after."""
     import torch
     from safetensors.torch import save_file
 
@@ -130,6 +139,9 @@ def dump_model(name: str, out_dir: str, seed: int, inputs: dict, keep_checkpoint
     model = build_model(name)
     gen = torch.Generator().manual_seed(_model_seed(seed, name))
     make_trained_like_(model, gen)
+    bn_natural = None
+    if bn_images is not None:
+        bn_natural = _natural_bn_(model, gen, bn_images, bn_count, seed)
     # Weights are final: clear timm's eval bias cache before any golden forward (ref §3.3).
     reset_bias_cache_(model)
     expected_arch = known_arches()[name]
@@ -197,10 +209,15 @@ def dump_model(name: str, out_dir: str, seed: int, inputs: dict, keep_checkpoint
             entry["stages"][tap] = rel
         cases.append(entry)
     if worst_rel > MAX_F32_VS_F64_REL:
-        raise LevitWeightsError(
-            f"{name}: torch f32 vs f64 logits differ by {worst_abs:.3g} ({worst_rel:.3g} relative > "
-            f"{MAX_F32_VS_F64_REL}) on the {'/'.join(CONDITIONED_INPUTS)} inputs; the random weights "
-            "are too chaotic for golden data")
+        msg = (f"{name}: torch f32 vs f64 logits differ by {worst_abs:.3g} ({worst_rel:.3g} relative > "
+               f"{MAX_F32_VS_F64_REL}) on the {'/'.join(CONDITIONED_INPUTS)} inputs")
+        if bn_natural is None:
+            raise LevitWeightsError(msg + "; the random weights are too chaotic for golden data")
+        # BatchNorms fitted to photos leave N(0,1) inputs out of distribution: such a
+        # dump is for measuring quantization on natural images, and each case's
+        # `compare` list still names only its well-conditioned tensors.
+        warn(msg + " (BatchNorm fitted to --bn-images: the synthetic inputs are out of its "
+             "distribution; their ill-conditioned tensors are left out of `compare`)")
 
     entry = {
         "name": name,
@@ -212,6 +229,8 @@ def dump_model(name: str, out_dir: str, seed: int, inputs: dict, keep_checkpoint
         "logits_std": float(np.mean(logit_std)),
         "cases": cases,
     }
+    if bn_natural is not None:
+        entry["bn_natural"] = bn_natural
     if keep_checkpoints:
         entry["checkpoints"] = {"timm": f"{name}/checkpoint_timm.safetensors",
                                 "fb": f"{name}/checkpoint_fb.pth"}
@@ -222,7 +241,35 @@ def dump_model(name: str, out_dir: str, seed: int, inputs: dict, keep_checkpoint
     return entry
 
 
-def run_dump(out_dir: str, variants: list[str], seed: int = 0, keep_checkpoints: bool = True) -> dict:
+def _natural_bn_(model, gen, bn_images: str, bn_count: int, seed: int) -> dict:
+    """Refits `model`'s BatchNorms on natural crops and rescales its heads on them;
+    returns what was done and the activation ranges before and after."""
+    import torch
+
+    from . import natural
+    from .randinit import scale_heads_
+
+    if bn_count < 16:
+        raise LevitWeightsError(f"--bn-count {bn_count}: at least 16 crops are needed")
+    draw = int(torch.randint(0, 2**62, (1,), generator=gen))
+    # The model's input size: 16x its first stage's token grid (the attention-bias
+    # index table of a timm Levit block is [grid², grid²]).
+    grid = round(model.stages[0].blocks[0].attn.attention_bias_idxs.shape[-1] ** 0.5)
+    img_size = 16 * grid
+    calib = natural.natural_images(bn_images, bn_count, seed=draw, img_size=img_size)
+    test = natural.natural_images(bn_images, BN_TEST_COUNT, seed=draw + 1, img_size=img_size)
+    before = natural.range_report(natural.activation_ranges(model, test))
+    natural.calibrate_bn_on_(model, calib)
+    alpha = scale_heads_(model, gen, x=calib[:32])
+    after = natural.range_report(natural.activation_ranges(model, test))
+    print(f"  ranges used by a typical crop, before: {natural.format_report(before)}")
+    print(f"  after refitting BatchNorm on {bn_count} crops: {natural.format_report(after)}")
+    return {"images": os.path.abspath(bn_images), "count": bn_count, "seed": seed,
+            "head_scale": alpha, "test_crops": BN_TEST_COUNT, "ranges_before": before, "ranges_after": after}
+
+
+def run_dump(out_dir: str, variants: list[str], seed: int = 0, keep_checkpoints: bool = True,
+             bn_images: str | None = None, bn_count: int = BN_COUNT) -> dict:
     import torch
 
     names = [v.strip() for v in variants]
@@ -246,7 +293,7 @@ def run_dump(out_dir: str, variants: list[str], seed: int = 0, keep_checkpoints:
 
     models = {m["name"]: m for m in old.get("models", [])}
     for n in names:
-        models[n] = dump_model(n, out_dir, seed, inputs, keep_checkpoints)
+        models[n] = dump_model(n, out_dir, seed, inputs, keep_checkpoints, bn_images, bn_count)
         # Rewrite after every model, so an interrupted run still leaves a usable manifest.
         manifest = {
             "format": MANIFEST_FORMAT,

@@ -116,10 +116,13 @@ def reset_bias_cache_(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def scale_heads_(model: nn.Module, gen: torch.Generator, img_size: int = 224, in_chans: int = 3) -> float:
-    """Scale head (and head_dist) so eval logits on calibration-like images have std ~3."""
+def scale_heads_(model: nn.Module, gen: torch.Generator, img_size: int = 224, in_chans: int = 3,
+                 x: torch.Tensor | None = None) -> float:
+    """Scale head (and head_dist) so eval logits on calibration-like images (or on `x`)
+    have std ~3."""
     reset_bias_cache_(model)
-    x = calibration_images(gen, 8, 4, img_size, in_chans)
+    if x is None:
+        x = calibration_images(gen, 8, 4, img_size, in_chans)
     std = float(model(x).std(dim=1).mean())  # per image: spread across classes
     alpha = TARGET_LOGIT_STD / std
     for h in ("head", "head_dist"):
