@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The accuracy contract: levit f32 / bf16 (every bf16 GEMM kernel) and OpenVINO bf16 against PyTorch f32.
+"""The accuracy contract: levit f32 / bf16 (every bf16 GEMM kernel), OpenVINO bf16 and the int8 peers against PyTorch f32.
 
 Same weights and inputs for every engine. For every variant it takes the seeded
 trained-like random checkpoint of `levit-weights dump` (the one compare.py uses), builds
@@ -44,6 +44,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import compare as cmp  # noqa: E402 - the shared helpers (build, dump, ONNX export, levit infer)
+import int8_peers  # noqa: E402 - OpenVINO NNCF and ONNX Runtime QDQ int8 builds
 
 REPO = cmp.REPO
 GOLDEN_INPUTS = ("randn", "smooth", "batch4")  # the dump's well-conditioned inputs (`large` is not)
@@ -56,13 +57,14 @@ ENGINES = {
     "ov-bf16": ("OV bf16", None, None, ()),
     "ov-f32": ("OV f32", None, None, ()),
     "ort": ("ORT f32", None, None, ()),
+    **{k: (label, None, None, ()) for k, (label, _, _) in int8_peers.PEERS.items()},
 }
 DEFAULT_ENGINES = ("levit", "levit-bf16", "levit-bf16-avx512", "levit-bf16-avx512bf16", "ov-bf16", "ort")
 # The contract of the golden tests, on the golden inputs: read from tests/support/lib.rs
 # (REL_TOLERANCE, BF16_REL_TOLERANCE; these are the fallbacks). An image whose PyTorch
 # f32 logits are further than 1e-5 from f64 is ill-conditioned (weights-tool/
 # levit_weights/dump.py: MAX_F32_VS_F64_REL).
-TOLERANCE = {"f32": 1e-4, "bf16": 1e-1}
+TOLERANCE = {"f32": 1e-4, "bf16": 1e-1, "int8": None}  # int8: no golden contract (peers only)
 MAX_F32_VS_F64_REL = 1e-5
 
 log = cmp.log
@@ -226,13 +228,14 @@ def summarize(rows: list[dict], names: list[str], tol: float, n_golden: int, con
 
     rel = np.array([r["rel"] for r in rows])
     worst = int(np.argmax(rel))
-    golden_max = float(rel[:n_golden].max())
+    golden_max = float(rel[:n_golden].max()) if n_golden else 0.0
     return {"median_rel": float(np.median(rel)), "max_rel": float(rel[worst]), "worst_image": names[worst],
             "max_rel_golden": golden_max, "max_rel_conditioned": float(rel[np.asarray(cond)].max(initial=0.0)),
             "n_conditioned": int(sum(cond)), "top1": sum(r["top1"] for r in rows),
             "top5": sum(r["top5"] for r in rows), "top5_set": sum(r["top5_set"] for r in rows), "n": len(rows),
             "tolerance": tol,
-            "above_tolerance": [n for n, r in zip(names, rel) if r > tol], "within_contract": golden_max <= tol}
+            "above_tolerance": [n for n, r in zip(names, rel) if tol is not None and r > tol],
+            "within_contract": None if tol is None else golden_max <= tol}
 
 
 # --------------------------------------------------------------------------------------
@@ -268,8 +271,17 @@ def measure_variant(name: str, args, levit_bin: Path, kernels: dict, golden) -> 
                                **summarize(rows, names, TOLERANCE["f32"], len(golden), cond)}
 
     onnx_path = args.work / f"{name}.onnx"
-    if any(ENGINES[e][1] is None for e in args.engines):
+    if any(ENGINES[e][1] is None and e not in int8_peers.PEERS for e in args.engines):
         rec["onnx"] = cmp.export_onnx(model, torch.from_numpy(x[:1]), onnx_path, args.opset)
+    fused_path = args.work / f"{name}.fused.onnx"
+    calib = None
+    if any(e in int8_peers.PEERS for e in args.engines):
+        # int8 peers: the fused export, calibrated on other crops of the same photos.
+        rec["onnx_fused"] = cmp.export_onnx(int8_peers.fused_copy(model), torch.from_numpy(x[:1]), fused_path,
+                                            args.opset)
+        crops, _ = photo_inputs(model, args.images, args.calib_crops, args.seed + 1)
+        calib = [im for n, im in crops if "#crop" in n]
+        rec["calibration"] = {"images": len(calib), "seed": args.seed + 1, "source": str(args.images)}
     del model
 
     log_row(name, rec["engines"]["torch"])
@@ -284,6 +296,16 @@ def measure_variant(name: str, args, levit_bin: Path, kernels: dict, golden) -> 
                 rec["engines"][e] = r
                 continue
             y, err = cmp.levit_infer(levit_bin, lvt, x_path, args.work / f"{name}.{e}.npy", isa, precision)
+        elif e in int8_peers.PEERS:
+            precision = "int8"
+            try:
+                _, kind, config = int8_peers.PEERS[e]
+                run, info = int8_peers.build(kind, config, fused_path, calib, args.work)
+                r["info"] = info
+                y = np.concatenate([run(np.ascontiguousarray(im[None])) for im in x])
+                err = None
+            except Exception as ex:  # noqa: BLE001 - reported in the table, the run carries on
+                y, err = None, f"{type(ex).__name__}: {str(ex)[:300]}"
         else:
             try:
                 y, info = run_peer(e, onnx_path, x)
@@ -332,6 +354,7 @@ def report(variants: list[dict], engines: list[str], markdown: bool) -> str:
             n = r["n"]
             rows.append(head + [f"{r['median_rel']:.1e}", f"{r['max_rel']:.1e}", f"{r['max_rel_golden']:.1e}",
                                 f"{r['max_rel_conditioned']:.1e}", f"{r['top1']}/{n}", f"{r['top5']}/{n}",
+                                "" if r["within_contract"] is None else
                                 f"{'ok' if r['within_contract'] else 'NO'} ({r['tolerance']:.0e})"])
     return cmp.render(headers, rows, markdown, right_from=3)
 
@@ -351,6 +374,9 @@ def main(argv=None) -> int:
                     help="photos to add to the golden inputs (default tests/fixtures/images)")
     ap.add_argument("--crops", type=int, default=0, help="random crops per photo added to the inputs (default 0: "
                                                          "each photo once); e.g. 20 for 6 + 21 x 21 = 447 inputs")
+    ap.add_argument("--calib-crops", type=int, default=3, help="int8 peers: random crops per photo they are "
+                                                              "calibrated on, another seed than --crops' "
+                                                              "(default 3: 63 images)")
     ap.add_argument("--cache", type=Path, default=default_cache, help=f"cache dir (default {default_cache})")
     ap.add_argument("--work", type=Path, help="where the ONNX files and logits go (default <cache>/accuracy)")
     ap.add_argument("--out", type=Path, help="results JSON (default <work>/accuracy.json)")
