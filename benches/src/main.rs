@@ -46,6 +46,8 @@ fn main() -> Result<()> {
         model.clone(),
         EngineOptions {
             threads: args.threads,
+            // The whole timed batch in one chunk: every GEMM runs over all its images.
+            max_batch: args.batch,
         },
     )?;
     let images = batch::random_images(model.input_len(), args.batch);
