@@ -76,7 +76,10 @@
 //! Two ways, which combine: one [`Engine`] per thread over the same `Arc<Model>` (one
 //! arena each, no reload: throughput), or [`EngineOptions::threads`] for one engine
 //! that splits every kernel over several cores (latency). Results are bitwise
-//! identical for every thread count.
+//! identical for every thread count. For throughput on many images,
+//! [`EngineOptions::max_batch`] makes an engine whose [`Engine::infer_batch`] runs every
+//! token-wise GEMM once over a whole batch, reading each weight once per batch instead
+//! of once per image (the same logits, bit for bit).
 //!
 //! ```
 //! # fn main() -> levit::Result<()> {
