@@ -81,13 +81,14 @@ fn main() -> Result<()> {
         first_ms,
         peak_gmacs,
         peak_rss: memory::peak_rss(),
+        arena_bytes: engine.arena_bytes(),
     };
     if args.json {
         println!("{}", report.json());
     } else {
         report.print_text();
         if args.profile {
-            profile::print_profile(&mut engine, image, args.iters)?;
+            profile::print_profile(&mut engine, &images, args.iters)?;
         }
     }
     Ok(())

@@ -142,6 +142,11 @@ impl Engine {
         self.layout.images
     }
 
+    /// Bytes of the activation arena (sized for [`Engine::max_batch`] images).
+    pub fn arena_bytes(&self) -> usize {
+        self.layout.arena_len * 4
+    }
+
     /// The model.
     pub fn model(&self) -> &Arc<Model> {
         &self.model
@@ -220,12 +225,40 @@ impl Engine {
         &self.arena.as_slice()[out.offset..][..images * classes]
     }
 
+    /// Like [`Engine::infer_batch`], adding each step's wall time in nanoseconds to
+    /// `step_nanos[i]`, summed over the batch's chunks (a stem step's time is summed over
+    /// its images). For profiles; allocates nothing.
+    pub fn infer_batch_profiled(
+        &mut self,
+        inputs: &[f32],
+        outputs: &mut [f32],
+        step_nanos: &mut [u64],
+    ) -> Result<()> {
+        let steps = self.model.plan.steps.len();
+        if step_nanos.len() < steps {
+            return Err(Error::OutputLength {
+                expected: steps,
+                found: step_nanos.len(),
+            });
+        }
+        self.batch_inner(inputs, outputs, Some(step_nanos))
+    }
+
     /// Classifies `N` images stored back to back in `inputs` (`[N, C, H, W]`), writing
     /// `[N, classes]` logits into `outputs`, in chunks of up to
     /// [`Engine::max_batch`] images that share every weight read (see
     /// [`EngineOptions::max_batch`]). Each image's logits are bitwise equal to
     /// [`Engine::infer`]'s. Allocates nothing.
     pub fn infer_batch(&mut self, inputs: &[f32], outputs: &mut [f32]) -> Result<()> {
+        self.batch_inner(inputs, outputs, None)
+    }
+
+    fn batch_inner(
+        &mut self,
+        inputs: &[f32],
+        outputs: &mut [f32],
+        mut profile: Option<&mut [u64]>,
+    ) -> Result<()> {
         let per_image = self.model.input_len();
         let classes = self.model.num_classes();
         if inputs.is_empty() || !inputs.len().is_multiple_of(per_image) {
@@ -248,7 +281,8 @@ impl Engine {
             .chunks(batch * per_image)
             .zip(outputs.chunks_mut(batch * classes))
         {
-            out.copy_from_slice(self.run(chunk, chunk.len() / per_image, None, None));
+            let images = chunk.len() / per_image;
+            out.copy_from_slice(self.run(chunk, images, None, profile.as_deref_mut()));
         }
         Ok(())
     }
