@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best counts (default 2)")
     ap.add_argument("--photos", type=Path, default=cache / "photos-v1", help="where the JPEGs are cached")
+    ap.add_argument("--count", type=int, default=PHOTOS, help=f"photos (default {PHOTOS}; fewer for a quick look, "
+                                                               "in another --photos folder)")
     ap.add_argument("--dump", type=Path, default=Path.home() / ".cache" / "levit-rs" / "peers" / "dump",
                     help="levit-weights dump with checkpoint_timm.safetensors per variant")
     ap.add_argument("--levit", type=Path, help="the levit binary (default: target/release/levit, built first)")
@@ -198,7 +200,7 @@ def main(argv=None) -> int:
     if not args.levit and not args.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "levit-cli"], cwd=REPO, check=True)
 
-    paths = make_photos(args.photos, PHOTOS, seed=0)
+    paths = make_photos(args.photos, args.count, seed=0)
     log(f"{len(paths)} photos in {args.photos}; {name}; {args.cores} cores")
     spec = {"cores": args.cores, "batch": args.batch, "workers": args.workers, "timm_name": name,
             "checkpoint": str(ckpt), "paths": [str(p) for p in paths]}
@@ -215,7 +217,7 @@ def main(argv=None) -> int:
     agree = sum(best_levit["top1"].get(k) == v for k, v in best_torch["top1"].items()) / max(1, len(best_torch["top1"]))
     ratio = best_levit["images_per_s"] / best_torch["images_per_s"]
     busy = (best_levit["achieved_images_per_s"] or 0) / (best_levit["ideal_images_per_s"] or float("inf"))
-    print(f"{PHOTOS} JPEGs {SIZES[0][0]}x{SIZES[0][1]}..{SIZES[1][0]}x{SIZES[1][1]}, {name}, {args.cores} cores, "
+    print(f"{len(paths)} JPEGs {SIZES[0][0]}x{SIZES[0][1]}..{SIZES[1][0]}x{SIZES[1][1]}, {name}, {args.cores} cores, "
           f"best of {args.rounds} rounds")
     print()
     print("| pipeline | images/s | wall s |")
@@ -230,7 +232,7 @@ def main(argv=None) -> int:
           f"achieved {best_levit['achieved_images_per_s']} ({100 * busy:.0f} %, target >= 90 %)")
     print(f"- top-1 agreement levit vs PyTorch: {100 * agree:.1f} %")
     if args.json_out:
-        doc = {"variant": name, "cores": args.cores, "photos": PHOTOS, "levit": {k: v for k, v in best_levit.items()
+        doc = {"variant": name, "cores": args.cores, "photos": len(paths), "levit": {k: v for k, v in best_levit.items()
                                                                                  if k != "top1"},
                "torch": {k: v for k, v in best_torch.items() if k != "top1"}, "ratio": ratio, "top1_agree": agree}
         args.json_out.write_text(json.dumps(doc, indent=1) + "\n")
