@@ -117,9 +117,8 @@ Examples:
         /// time while N engines run batches [default: number of cores].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
-        /// Images per engine call: every weight is read once per batch, so larger
-        /// batches run faster per image (8 gets most of it; results are the same for
-        /// every batch size).
+        /// Images per engine call: every weight is read once per batch instead of once
+        /// per image (the results are the same for every batch size).
         #[arg(long, default_value_t = 8, value_name = "N",
               value_parser = clap::value_parser!(u16).range(1..=levit::MAX_BATCH as i64))]
         batch: u16,
