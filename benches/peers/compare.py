@@ -17,6 +17,10 @@ pools shared with the other peers); only one process computes at a time. levit r
     python benches/peers/compare.py                          # defaults: all 5 variants, 1,2 threads
     python benches/peers/compare.py --variants 128s --threads 1 --iters 50 --rounds 1
     python benches/peers/compare.py --iters 1000 --markdown --out results.json
+    python benches/peers/compare.py --throughput --variants 128s,384   # batch-8 images/s per core only
+
+`--throughput` measures only the batch-8 throughput table (throughput.py): levit against
+OpenVINO f32 (PERFORMANCE_HINT=THROUGHPUT) and ONNX Runtime on 1 and 2 cores.
 
 See benches/peers/README.md.
 """
@@ -645,6 +649,9 @@ def main(argv=None) -> int:
     ap.add_argument("--levit-root", type=Path, default=REPO, help="levit-rs workspace to build and run (default: "
                                                                   "the one holding this script)")
     ap.add_argument("--no-build", action="store_true", help="skip `cargo build --release` (binaries must exist)")
+    ap.add_argument("--throughput", action="store_true",
+                    help="measure only the batch-8 throughput table (images/s per core on 1 and 2 cores: levit, "
+                         "OpenVINO f32 THROUGHPUT, ORT; see throughput.py); --iters is then images per round")
     args = ap.parse_args(argv)
 
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -675,6 +682,24 @@ def main(argv=None) -> int:
             sys.exit(f"compare.py: {levit_bin / b} not found (build with cargo build --release -p levit-cli -p levit-bench)")
 
     ensure_dump(dump_dir, names)
+
+    if args.throughput:
+        import throughput
+
+        if args.out == args.work / "results.json":
+            args.out = args.work / "throughput.json"
+        results = throughput.run(args, names, dump_dir, levit_bin, sys.modules[__name__])
+        doc = {"meta": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                        "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "levit_git": git_describe(levit_root),
+                        "argv": sys.argv, "runtime_s": time.time() - t_start},
+               "results": results}
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"{doc['meta']['cpu']} ({doc['meta']['logical_cpus']} logical CPUs), {doc['meta']['date']}, "
+              f"levit {doc['meta']['levit_git'] or levit_root}; {args.rounds} rounds")
+        print()
+        print(throughput.report(results, render, args.markdown))
+        log(f"wrote {args.out} ({time.time() - t_start:.0f}s)")
+        return 0
 
     import numpy as np
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 /// Most images per timed batch: their inputs are held in memory (600 MiB at 224x224).
-pub const MAX_BATCH: usize = 1024;
+pub const MAX_BATCH: usize = levit::MAX_BATCH;
 /// Most timed runs: one `Duration` each is kept for the percentiles.
 pub const MAX_ITERS: usize = 10_000_000;
 
@@ -39,7 +39,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = in_range(1, levit::MAX_THREADS))]
     pub threads: usize,
     /// Images per timed run, 1 to 1024. Above 1, times `Engine::infer_batch` over that
-    /// many distinct images (throughput mode): latencies are per batch.
+    /// many distinct images in one batch (throughput mode: every GEMM runs over the
+    /// tokens of all of them, see `EngineOptions::max_batch`); latencies are per batch
+    /// and images/s = batch / median.
     #[arg(long, default_value_t = 1, value_parser = in_range(1, MAX_BATCH))]
     pub batch: usize,
     /// Untimed runs first.

@@ -46,6 +46,8 @@ fn main() -> Result<()> {
         model.clone(),
         EngineOptions {
             threads: args.threads,
+            // The whole timed batch in one chunk: every GEMM runs over all its images.
+            max_batch: args.batch,
         },
     )?;
     let images = batch::random_images(model.input_len(), args.batch);
@@ -79,13 +81,14 @@ fn main() -> Result<()> {
         first_ms,
         peak_gmacs,
         peak_rss: memory::peak_rss(),
+        arena_bytes: engine.arena_bytes(),
     };
     if args.json {
         println!("{}", report.json());
     } else {
         report.print_text();
         if args.profile {
-            profile::print_profile(&mut engine, image, args.iters)?;
+            profile::print_profile(&mut engine, &images, args.iters)?;
         }
     }
     Ok(())

@@ -21,13 +21,23 @@ fn profile_group(label: &str) -> Option<String> {
     Some(label.to_string())
 }
 
-/// Runs `iters` profiled inferences and prints time per layer group.
-pub fn print_profile(engine: &mut Engine, image: &[f32], iters: usize) -> Result<()> {
+/// Runs `iters` profiled inferences of `images` (one image: `infer`; more: one
+/// `infer_batch` of all of them) and prints time per image per layer group.
+pub fn print_profile(engine: &mut Engine, images: &[f32], iters: usize) -> Result<()> {
     let plan = engine.model().plan().clone();
+    let per_image = engine.model().input_len();
+    let batch = images.len() / per_image;
     let mut nanos = vec![0u64; plan.steps.len()];
+    let mut logits = vec![0.0f32; batch * engine.model().num_classes()];
     for _ in 0..iters {
-        engine.infer_profiled(image, &mut nanos)?;
+        if batch == 1 {
+            engine.infer_profiled(images, &mut nanos)?;
+        } else {
+            engine.infer_batch_profiled(images, &mut logits, &mut nanos)?;
+        }
     }
+    // Per image from here on.
+    let iters = iters * batch;
     let mut groups: Vec<(String, f64, u64)> = Vec::new();
     let mut kinds = [
         ("gemm", 0.0f64, 0u64),
@@ -57,7 +67,9 @@ pub fn print_profile(engine: &mut Engine, image: &[f32], iters: usize) -> Result
         }
     }
     let total: f64 = groups.iter().map(|g| g.1).sum();
-    println!("\nper-layer profile (mean over {iters} runs, {total:.3} ms total)");
+    println!(
+        "\nper-layer profile (mean per image over {iters} images in batches of {batch}, {total:.3} ms total)"
+    );
     print_table(
         "layer",
         groups.iter().map(|(n, ms, macs)| (n.as_str(), *ms, *macs)),

@@ -20,6 +20,8 @@ pub struct Report<'a> {
     /// (f32 FMA, `vdpbf16ps` or AMX `tdpbf16ps`), GMAC/s; `None` if skipped.
     pub peak_gmacs: Option<f64>,
     pub peak_rss: Option<u64>,
+    /// The engine's activation arena (for `batch` images).
+    pub arena_bytes: usize,
 }
 
 impl Report<'_> {
@@ -59,7 +61,7 @@ impl Report<'_> {
             "gmac": self.gmac_per_image(), "gmac_per_s": self.gmac_per_s(),
             "peak_gmacs": self.peak_gmacs, "peak_pct": self.peak_pct(),
             "load_ms": self.load_ms, "peak_rss_bytes": self.peak_rss,
-            "arena_bytes": m.plan().arena_len * 4, "file_bytes": m.file().file_len(),
+            "arena_bytes": self.arena_bytes, "file_bytes": m.file().file_len(),
         })
     }
 
@@ -120,7 +122,7 @@ impl Report<'_> {
                 "memory     peak RSS {:.1} MiB   (weight file {:.1} MiB, arena {:.1} MiB, bias tables {:.1} MiB)",
                 mib(rss as usize),
                 mib(m.file().file_len()),
-                mib(m.plan().arena_len * 4),
+                mib(self.arena_bytes),
                 mib(m.plan().bias_tables.len() * 4)
             );
         }

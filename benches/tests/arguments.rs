@@ -21,6 +21,8 @@ fn huge_counts_are_usage_errors() {
         ("--threads", "0"),
         ("--batch", "1000000"),
         ("--batch", "0"),
+        ("--batch", "1025"),
+        ("--batch", "eight"),
         ("--iters", "1000000000000"),
         ("--iters", "0"),
         ("--threads", "-1"),

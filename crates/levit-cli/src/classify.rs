@@ -1,15 +1,20 @@
 //! `levit classify`: photos in, ImageNet classes out.
 //!
 //! Inputs are expanded ([`collect_inputs`]: files as given, directories walked), then
-//! [`run`] classifies them on `workers` threads, each with its own [`Engine`] over one
-//! shared [`Model`], and hands every [`Outcome`] back in input order as soon as it and
-//! all earlier ones are done. A file that cannot be read or decoded is an [`Outcome`]
-//! with an error; the others still run.
+//! [`run`] classifies them as a pipeline: `workers` decode threads read, decode and
+//! preprocess images into a bounded queue while `workers` engines (one thread each,
+//! one shared [`Model`]) take them off it `batch` at a time and run each batch with
+//! [`Engine::infer_batch`], which reads every weight once per batch. Decoding overlaps
+//! inference, and the OS gives the cores to whichever stage has work: an engine waits
+//! (asleep) for a full batch, a decoder for room in the queue. Every [`Outcome`] is
+//! handed back in input order as soon as it and all earlier ones are done. A file
+//! that cannot be read or decoded is an [`Outcome`] with an error; the others still
+//! run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use levit::imagenet::{top_k, Prediction};
@@ -17,10 +22,11 @@ use levit::preprocess::{
     decode_image_with, probe_dimensions, read_image_file, DecodeOptions, Orientation, Preprocess,
     PreprocessError, DECODE_BYTES_PER_PIXEL,
 };
-use levit::{Engine, Model};
+use levit::{Engine, EngineOptions, Model};
 use serde_json::json;
 
 use crate::budget::{DecodeBudget, DEFAULT_DECODE_BUDGET};
+use crate::cpu_time::ThreadTimer;
 use crate::output::{self, OutputError};
 
 /// File extensions picked up when walking a directory (case-insensitive). Files named
@@ -59,8 +65,10 @@ impl Input {
 pub struct ClassifyOptions {
     /// Classes reported per image.
     pub top: usize,
-    /// Worker threads (images in flight at once), each with its own engine.
+    /// Decode threads, and engines (one thread each): one of each per core.
     pub workers: usize,
+    /// Images per engine call ([`EngineOptions::max_batch`]).
+    pub batch: usize,
     /// The eval transform (crop_pct, image size).
     pub preprocess: Preprocess,
     /// How images are read and decoded: EXIF orientation (timm ignores it), the pixel
@@ -79,8 +87,12 @@ pub struct Summary {
     pub failed: usize,
     /// Wall time of the run.
     pub elapsed: Duration,
-    /// Worker threads used.
+    /// Decode threads and engines used (of each).
     pub workers: usize,
+    /// Images per engine call.
+    pub batch: usize,
+    /// Where the CPU time went.
+    pub stats: Stats,
 }
 
 impl Summary {
@@ -88,6 +100,39 @@ impl Summary {
     pub fn images_per_second(&self) -> f64 {
         let ok = (self.images - self.failed) as f64;
         ok / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// CPU time of each stage of a run ([`crate::cpu_time`]; wall time where the OS has no
+/// thread clock), for `--stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Images read, decoded and preprocessed (successfully).
+    pub decoded: usize,
+    /// CPU time of the decode threads (reading, decoding, preprocessing).
+    pub decode_time: Duration,
+    /// Images run through the engines.
+    pub inferred: usize,
+    /// CPU time of the engine threads in `infer_batch` and top-k.
+    pub engine_time: Duration,
+}
+
+impl Stats {
+    /// Decode and preprocess seconds per image.
+    pub fn decode_seconds_per_image(&self) -> f64 {
+        self.decode_time.as_secs_f64() / self.decoded.max(1) as f64
+    }
+
+    /// Engine seconds per image (at the run's batch size).
+    pub fn engine_seconds_per_image(&self) -> f64 {
+        self.engine_time.as_secs_f64() / self.inferred.max(1) as f64
+    }
+
+    /// Images/s `cores` would reach if they were never idle: cores / (engine + decode
+    /// seconds per image).
+    pub fn ideal_images_per_second(&self, cores: usize) -> f64 {
+        let per_image = self.decode_seconds_per_image() + self.engine_seconds_per_image();
+        cores as f64 / per_image.max(1e-12)
     }
 }
 
@@ -152,17 +197,15 @@ pub fn is_image_name(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// Decodes, preprocesses and classifies one file with `engine` (`buf`: the engine's
-/// input, `3 * img_size²` floats), holding the decode's memory bound from `budget`
-/// while its pixels exist. The error is one line naming the file.
-pub fn classify_file(
-    engine: &mut Engine,
+/// Decodes and preprocesses one file into `buf` (`3 * img_size²` floats), holding the
+/// decode's memory bound from `budget` while its pixels exist. The error is one line
+/// naming the file.
+pub fn decode_file(
     options: &ClassifyOptions,
     budget: &DecodeBudget,
     buf: &mut [f32],
     path: &Path,
-) -> Result<Vec<Prediction>, String> {
-    let one_line = |s: String| s.replace(['\n', '\r'], " ").trim_end().to_string();
+) -> Result<(), String> {
     let bytes = read_image_file(path, &options.decode).map_err(|e| one_line(e.to_string()))?;
     // Unknown headers reserve nothing: the decoder refuses them before allocating.
     let (w, h) = probe_dimensions(&bytes).unwrap_or((0, 0));
@@ -189,6 +232,24 @@ pub fn classify_file(
         .run_into(&image, buf)
         .map_err(|e| one_line(format!("{}: {e}", path.display())))?;
     drop((image, reservation));
+    Ok(())
+}
+
+/// A message on one line (decoder errors may hold newlines).
+fn one_line(s: String) -> String {
+    s.replace(['\n', '\r'], " ").trim_end().to_string()
+}
+
+/// Decodes, preprocesses and classifies one file with `engine` (`buf`: the engine's
+/// input, `3 * img_size²` floats), as [`decode_file`] then [`Engine::infer`].
+pub fn classify_file(
+    engine: &mut Engine,
+    options: &ClassifyOptions,
+    budget: &DecodeBudget,
+    buf: &mut [f32],
+    path: &Path,
+) -> Result<Vec<Prediction>, String> {
+    decode_file(options, budget, buf, path)?;
     let in_file = |e: levit::Error| one_line(format!("{}: {e}", path.display()));
     let logits = engine.infer(buf).map_err(in_file)?;
     top_k(logits, options.top).map_err(in_file)
@@ -214,9 +275,12 @@ pub fn check_model(model: &Model, preprocess: &Preprocess) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Classifies `inputs` on `options.workers` threads (one [`Engine`] each, sharing
-/// `model`), calling `on_outcome(index, outcome)` in input order. `on_outcome` returns
-/// `false` to stop early (the remaining inputs are not reported).
+/// A preprocessed image on its way to an engine: its input index and pixels.
+type Decoded = (usize, Vec<f32>);
+
+/// Classifies `inputs` with `options.workers` decode threads feeding as many batched
+/// engines (module doc), calling `on_outcome(index, outcome)` in input order.
+/// `on_outcome` returns `false` to stop early (the remaining inputs are not reported).
 pub fn run(
     model: Arc<Model>,
     inputs: &[Input],
@@ -225,43 +289,114 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     let start = Instant::now();
     let wanted = options.workers.clamp(1, inputs.len().max(1));
-    let mut engines = make_engines(&model, wanted, ENGINES_MEMORY)?;
+    let batch = options.batch.clamp(1, inputs.len().max(1));
+    let engine_options = EngineOptions {
+        threads: 1,
+        max_batch: batch,
+    };
+    let mut engines = make_engines_with(&model, wanted, ENGINES_MEMORY, engine_options)?;
     let workers = engines.len();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let budget = DecodeBudget::new(options.decode_budget);
+    let stats = Mutex::new(Stats::default());
     let mut failed = 0;
     let mut reported = 0;
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Outcome)>();
+    // Two batches per engine in flight: an engine finds its next batch ready.
+    let (image_tx, image_rx) = mpsc::sync_channel::<Decoded>(2 * batch * workers);
+    // Shared by the engines; the first engine to end drops it, so that a decoder
+    // waiting for room wakes up and ends too.
+    let image_rx = Mutex::new(Some(image_rx));
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
-        for mut engine in engines.drain(..) {
-            let tx = tx.clone();
-            let (next, stop, budget) = (&next, &stop, &budget);
+        for _ in 0..workers {
+            let (image_tx, done_tx) = (image_tx.clone(), done_tx.clone());
+            let (next, stop, budget, stats) = (&next, &stop, &budget, &stats);
             scope.spawn(move || {
-                let mut buf = vec![0.0f32; options.preprocess.output_len()];
+                let timer = ThreadTimer::start();
+                let mut decoded = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(input) = inputs.get(i) else { break };
-                    let result = match input {
+                    let failure = match input {
                         Input::File(path) => {
-                            classify_file(&mut engine, options, budget, &mut buf, path)
+                            let mut buf = vec![0.0f32; options.preprocess.output_len()];
+                            match decode_file(options, budget, &mut buf, path) {
+                                Ok(()) => {
+                                    decoded += 1;
+                                    if image_tx.send((i, buf)).is_err() {
+                                        break;
+                                    }
+                                    continue;
+                                }
+                                Err(reason) => reason,
+                            }
                         }
-                        Input::Failed(_, reason) => Err(reason.clone()),
+                        Input::Failed(_, reason) => reason.clone(),
                     };
                     let outcome = Outcome {
                         path: input.path().to_path_buf(),
-                        result,
+                        result: Err(failure),
                     };
-                    if tx.send((i, outcome)).is_err() {
+                    if done_tx.send((i, outcome)).is_err() {
                         break;
                     }
                 }
+                let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                s.decoded += decoded;
+                s.decode_time += timer.elapsed();
             });
         }
-        drop(tx);
+        drop(image_tx);
+        for mut engine in engines.drain(..) {
+            let done_tx = done_tx.clone();
+            let (image_rx, stop, stats) = (&image_rx, &stop, &stats);
+            scope.spawn(move || {
+                let timer = ThreadTimer::start();
+                let mut inferred = 0;
+                let input_len = options.preprocess.output_len();
+                let classes = engine.model().num_classes();
+                let mut pixels = vec![0.0f32; batch * input_len];
+                let mut logits = vec![0.0f32; batch * classes];
+                let mut indices = Vec::with_capacity(batch);
+                while !stop.load(Ordering::Relaxed) {
+                    if !next_batch(image_rx, batch, &mut indices, &mut pixels) {
+                        break;
+                    }
+                    let n = indices.len();
+                    let ran =
+                        engine.infer_batch(&pixels[..n * input_len], &mut logits[..n * classes]);
+                    inferred += n;
+                    let mut sent = true;
+                    for (k, &i) in indices.iter().enumerate() {
+                        let path = inputs[i].path();
+                        let in_file =
+                            |e: levit::Error| one_line(format!("{}: {e}", path.display()));
+                        let result = match &ran {
+                            Ok(()) => top_k(&logits[k * classes..][..classes], options.top)
+                                .map_err(in_file),
+                            Err(e) => Err(one_line(format!("{}: {e}", path.display()))),
+                        };
+                        let outcome = Outcome {
+                            path: path.to_path_buf(),
+                            result,
+                        };
+                        sent &= done_tx.send((i, outcome)).is_ok();
+                    }
+                    if !sent {
+                        break;
+                    }
+                }
+                image_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                s.inferred += inferred;
+                s.engine_time += timer.elapsed();
+            });
+        }
+        drop(done_tx);
         // Hand outcomes over in input order.
         let mut pending = BTreeMap::new();
-        for (i, outcome) in rx {
+        for (i, outcome) in done_rx {
             pending.insert(i, outcome);
             while let Some(outcome) = pending.remove(&reported) {
                 failed += usize::from(outcome.result.is_err());
@@ -279,7 +414,33 @@ pub fn run(
         failed,
         elapsed: start.elapsed(),
         workers,
+        batch,
+        stats: stats.into_inner().unwrap_or_else(|e| e.into_inner()),
     })
+}
+
+/// Takes the next batch off the shared queue: waits for up to `batch` images (fewer
+/// only once the decoders are done), copies their pixels into `pixels` and their input
+/// indices into `indices`. `false` when there is nothing left.
+fn next_batch(
+    queue: &Mutex<Option<mpsc::Receiver<Decoded>>>,
+    batch: usize,
+    indices: &mut Vec<usize>,
+    pixels: &mut [f32],
+) -> bool {
+    indices.clear();
+    // One engine fills its batch at a time; the others wait for the lock, asleep.
+    let guard = queue.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(rx) = guard.as_ref() else {
+        return false;
+    };
+    while indices.len() < batch {
+        let Ok((i, image)) = rx.recv() else { break };
+        let k = indices.len();
+        pixels[k * image.len()..][..image.len()].copy_from_slice(&image);
+        indices.push(i);
+    }
+    !indices.is_empty()
 }
 
 /// Bytes the engines of one run may hold together (each has its own arena): the
@@ -290,11 +451,21 @@ pub const ENGINES_MEMORY: u64 = levit::graph::MAX_PLAN_BYTES;
 /// ([`ENGINES_MEMORY`]) and in the memory the process can get (a note says when fewer
 /// than asked run); an error only when not even one can be made.
 pub fn make_engines(model: &Arc<Model>, wanted: usize, limit: u64) -> anyhow::Result<Vec<Engine>> {
-    let per_engine = model.engine_bytes(1).max(1);
+    make_engines_with(model, wanted, limit, EngineOptions::default())
+}
+
+/// [`make_engines`] with engines of `options` (threads, batch size).
+pub fn make_engines_with(
+    model: &Arc<Model>,
+    wanted: usize,
+    limit: u64,
+    options: EngineOptions,
+) -> anyhow::Result<Vec<Engine>> {
+    let per_engine = model.engine_bytes_with(options)?.max(1);
     let fit = usize::try_from(limit / per_engine).unwrap_or(usize::MAX);
     let mut engines = Vec::new();
     for _ in 0..wanted.min(fit.max(1)) {
-        match Engine::with_options(model.clone(), levit::EngineOptions::default()) {
+        match Engine::with_options(model.clone(), options) {
             Ok(engine) => engines.push(engine),
             Err(e) if engines.is_empty() => return Err(e.into()),
             Err(_) => break,
@@ -311,6 +482,29 @@ pub fn make_engines(model: &Arc<Model>, wanted: usize, limit: u64) -> anyhow::Re
         ));
     }
     Ok(engines)
+}
+
+/// The `--stats` line: CPU seconds per image of each stage, and the achieved images/s
+/// against what the cores would reach if they never waited.
+pub fn format_stats(summary: &Summary) -> String {
+    let s = &summary.stats;
+    let cores = summary.workers;
+    let ideal = s.ideal_images_per_second(cores);
+    let achieved = summary.images_per_second();
+    format!(
+        "levit: stats: engine {:.2} ms/image at batch {} ({} images), decode+preprocess \
+         {:.2} ms/image ({} images), CPU time; {cores} core{} / (engine + decode) = {:.1} \
+         images/s, achieved {:.1} images/s ({:.0} %)",
+        1e3 * s.engine_seconds_per_image(),
+        summary.batch,
+        s.inferred,
+        1e3 * s.decode_seconds_per_image(),
+        s.decoded,
+        if cores == 1 { "" } else { "s" },
+        ideal,
+        achieved,
+        100.0 * achieved / ideal.max(1e-12),
+    )
 }
 
 /// The text block printed for one outcome (`None` for a failure: those go to stderr).
@@ -371,8 +565,12 @@ pub struct Args {
     pub top: usize,
     /// JSON Lines on stdout instead of text.
     pub json: bool,
-    /// Worker threads; `None`: one per core.
+    /// Decode threads and engines (of each); `None`: one per core.
     pub threads: Option<usize>,
+    /// Images per engine call.
+    pub batch: usize,
+    /// Print where the time went after the summary.
+    pub stats: bool,
     /// timm's crop fraction (0.9) or another.
     pub crop_pct: f64,
     /// Apply EXIF orientation.
@@ -423,6 +621,7 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
     let options = ClassifyOptions {
         top: args.top,
         workers,
+        batch: args.batch,
         preprocess,
         decode: DecodeOptions {
             orientation: if args.exif {
@@ -479,7 +678,7 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
         return Err(e.into());
     }
     output::note(&format!(
-        "levit: {} image{}, {} failed, {:.2} s, {:.1} images/s ({} worker{})",
+        "levit: {} image{}, {} failed, {:.2} s, {:.1} images/s ({} worker{}, batch {})",
         summary.images,
         if summary.images == 1 { "" } else { "s" },
         summary.failed,
@@ -487,7 +686,11 @@ pub fn command(args: &Args) -> anyhow::Result<u8> {
         summary.images_per_second(),
         summary.workers,
         if summary.workers == 1 { "" } else { "s" },
+        summary.batch,
     ));
+    if args.stats {
+        output::note(&format_stats(&summary));
+    }
     Ok(if summary.failed > 0 {
         EXIT_SOME_FAILED
     } else {

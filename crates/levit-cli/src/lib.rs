@@ -2,7 +2,9 @@
 //! call it without the binary. `main.rs` only parses arguments and prints errors.
 //!
 //! * [`budget`]: the cap on memory held by image decodes in flight;
-//! * [`classify`]: photos in, ImageNet classes out (parallel, one engine per worker);
+//! * [`classify`]: photos in, ImageNet classes out (decode workers feeding batched
+//!   engines);
+//! * [`cpu_time`]: per-thread CPU time for `classify --stats`;
 //! * [`info`]: what a model file holds and how it will run here;
 //! * [`infer`]: raw `.npy` tensors in and out;
 //! * [`npy`]: f32 `.npy` reading and writing with clear errors;
@@ -10,6 +12,7 @@
 
 pub mod budget;
 pub mod classify;
+pub mod cpu_time;
 pub mod infer;
 pub mod info;
 pub mod model;

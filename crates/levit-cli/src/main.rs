@@ -113,9 +113,20 @@ Examples:
         /// Print one JSON object per image (JSON Lines) instead of text.
         #[arg(long)]
         json: bool,
-        /// Images processed in parallel (worker threads) [default: number of cores].
+        /// Decode threads, and engines (one thread each): images are decoded N at a
+        /// time while N engines run batches [default: number of cores].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Images per engine call: every weight is read once per batch instead of once
+        /// per image (the results are the same for every batch size).
+        #[arg(long, default_value_t = 8, value_name = "N",
+              value_parser = clap::value_parser!(u16).range(1..=levit::MAX_BATCH as i64))]
+        batch: u16,
+        /// After the summary, print the CPU time per image of the engines (at the batch
+        /// size) and of decoding and preprocessing, and the images/s the cores would
+        /// reach if they never waited (cores / (engine + decode)).
+        #[arg(long)]
+        stats: bool,
         /// Fraction of the resized image kept by the center crop: 0.9 is timm's LeViT
         /// setting (resize 248, crop 224), 0.875 the facebookresearch one (256 -> 224).
         #[arg(long, default_value_t = levit::preprocess::TIMM_CROP_PCT, value_name = "F",
@@ -207,6 +218,8 @@ fn main() -> ExitCode {
             top,
             json,
             threads,
+            batch,
+            stats,
             crop_pct,
             exif,
             allow_truncated,
@@ -219,6 +232,8 @@ fn main() -> ExitCode {
             top: top as usize,
             json,
             threads: threads.map(usize::from),
+            batch: usize::from(batch),
+            stats,
             crop_pct,
             exif,
             allow_truncated,

@@ -127,7 +127,12 @@ fn directories_are_walked_in_order_and_worker_counts_agree() {
     // Two classes per image, "  NN.NN%  name".
     assert_eq!(one.stdout.lines().count(), 4 * 3);
     assert!(one.stderr.contains("4 images, 0 failed"), "{}", one.stderr);
-    assert!(one.stderr.contains("(1 worker)") && three.stderr.contains("(3 workers)"));
+    assert!(one.stderr.contains("(1 worker, batch 4)"), "{}", one.stderr);
+    assert!(
+        three.stderr.contains("(3 workers, batch 4)"),
+        "{}",
+        three.stderr
+    );
     // Piped stderr: summary only, no progress bar.
     assert!(!three.stderr.contains('\r') && !three.stderr.contains('\x1b'));
     assert_eq!(three.stderr.lines().count(), 1, "{}", three.stderr);
@@ -300,4 +305,79 @@ fn help_and_version() {
     }
     let run = levit(&["help", "classify"]);
     assert!(run.stdout.contains("--crop-pct") && run.stdout.contains("--threads"));
+}
+
+#[test]
+fn batch_sizes_and_worker_counts_agree_in_input_order_and_stats_name_both_stages() {
+    let dir = Workdir::new("batches");
+    std::fs::create_dir_all(dir.path("photos")).unwrap();
+    // Seven photos (one batch of 3 twice and a last one of 1), one of them broken.
+    let sources = [
+        "chelsea.png",
+        "rocket.jpg",
+        "coffee_lossless.webp",
+        "tiny_60x40.png",
+        "rocket.jpg",
+        "chelsea.png",
+    ];
+    for (k, src) in sources.iter().enumerate() {
+        std::fs::copy(
+            image(src),
+            dir.path(&format!(
+                "photos/{k}.{}",
+                &src[src.rfind('.').unwrap() + 1..]
+            )),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path("photos/3b_broken.jpg"), b"not a jpeg").unwrap();
+    let model = golden_tiny();
+    let run_with = |threads: &str, batch: &str| {
+        levit(&[
+            "classify",
+            "--model",
+            model.to_str().unwrap(),
+            "--threads",
+            threads,
+            "--batch",
+            batch,
+            "--stats",
+            "--json",
+            dir.path("photos").to_str().unwrap(),
+        ])
+    };
+    let single = run_with("1", "1");
+    assert_eq!(single.code, 3, "{}", single.stderr);
+    let lines = parse_jsonl(&single.stdout);
+    assert_eq!(lines.len(), 7);
+    assert!(lines[4]["error"]
+        .as_str()
+        .unwrap()
+        .contains("3b_broken.jpg"));
+    for (threads, batch) in [("1", "3"), ("2", "3"), ("3", "2"), ("2", "8")] {
+        let run = run_with(threads, batch);
+        assert_eq!(run.code, 3, "{}", run.stderr);
+        assert_eq!(
+            run.stdout, single.stdout,
+            "--threads {threads} --batch {batch} changed the results or their order"
+        );
+        let stats = run.stderr.lines().find(|l| l.contains("stats:")).unwrap();
+        for part in [
+            "engine",
+            "decode+preprocess",
+            "ms/image",
+            "achieved",
+            "(6 images)",
+        ] {
+            assert!(stats.contains(part), "{stats}");
+        }
+        let batch_used = batch.parse::<usize>().unwrap().min(7);
+        assert!(stats.contains(&format!("at batch {batch_used}")), "{stats}");
+    }
+    // The batch is validated like the other counts.
+    for bad in ["0", "1025", "x"] {
+        let run = run_with("1", bad);
+        assert_eq!(run.code, 2, "--batch {bad}: {}", run.stderr);
+        assert!(run.stderr.contains("--batch"), "{}", run.stderr);
+    }
 }

@@ -10,8 +10,8 @@ use levit_kernels::conv::{ConvGeometry, ImageLayout};
 use levit_kernels::gemm::Epilogue;
 use levit_kernels::{Activation, Precision};
 
-use crate::arena_layout::{ArenaPlanner, BufId, BufRange};
-use crate::plan::{bias_floats, check_plan_bytes, Plan, Tap};
+use crate::arena_layout::{ArenaPlanner, BufId};
+use crate::plan::{bias_floats, check_plan_bytes, Plan, Unpacked};
 use crate::step::{AttentionStep, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, WeightId};
 use crate::tensors::{packed_weight_shape, tensor_specs};
 use crate::{attention_bias, AttnDims, Config, GraphError, TensorSpec};
@@ -45,7 +45,7 @@ struct Builder<'w> {
     weight_index: HashMap<String, usize>,
     /// Bias tables to gather once the plan's memory has been checked: the table's
     /// stored data, its row stride, the attention and where it goes.
-    gathers: Vec<(&'w [f32], usize, AttnDims, Range<usize>)>,
+    gathers: Vec<BiasGather<'w>>,
     /// Floats of bias tables planned so far.
     bias_len: usize,
     row_tables: Vec<u32>,
@@ -56,16 +56,26 @@ struct Builder<'w> {
 }
 
 /// A step whose buffers are still ids (the arena is packed after the last step).
-type PendingStep = Step<BufId>;
+pub(crate) type PendingStep = Step<BufId>;
+
+/// A bias table to gather: its stored data, its row stride, the attention, where it goes.
+type BiasGather<'w> = (&'w [f32], usize, AttnDims, Range<usize>);
 
 impl<'w> Builder<'w> {
     fn step(&self) -> usize {
         self.steps.len()
     }
 
+    /// A token buffer: one copy per image of a batch.
     fn buf(&mut self, len: usize) -> BufId {
         let s = self.step();
-        self.arena.alloc(len, s)
+        self.arena.alloc(len, s, true)
+    }
+
+    /// A stem buffer used only while one image's stem runs: one copy for the batch.
+    fn stem_buf(&mut self, len: usize) -> BufId {
+        let s = self.step();
+        self.arena.alloc(len, s, false)
     }
 
     fn push(&mut self, label: String, step: PendingStep) {
@@ -138,16 +148,19 @@ impl<'w> Builder<'w> {
     }
 
     /// Allocates (fallibly) and fills every planned bias table.
-    fn gather_bias_tables(&self) -> Result<Vec<f32>, GraphError> {
+    fn gather_bias_tables(
+        gathers: &[BiasGather<'w>],
+        bias_len: usize,
+    ) -> Result<Vec<f32>, GraphError> {
         let mut tables = Vec::new();
         tables
-            .try_reserve_exact(self.bias_len)
+            .try_reserve_exact(bias_len)
             .map_err(|_| GraphError::OutOfMemory {
                 what: "attention-bias tables",
-                mib: (self.bias_len as u64 * 4).div_ceil(1 << 20),
+                mib: (bias_len as u64 * 4).div_ceil(1 << 20),
             })?;
-        tables.resize(self.bias_len, 0.0);
-        for (table, row_stride, a, range) in &self.gathers {
+        tables.resize(bias_len, 0.0);
+        for (table, row_stride, a, range) in gathers {
             attention_bias::gather(a, table, *row_stride, &mut tables[range.clone()]);
         }
         Ok(tables)
@@ -339,8 +352,11 @@ impl Plan {
         };
 
         // Stem: four 3x3 stride-2 convs as blocked im2col + GEMM; the last one's HWC
-        // output is the token matrix `[R0², E0]`.
+        // output is the token matrix `[R0², E0]`. A batch runs the stem image by image
+        // (its column blocks and intermediate images stay in L2), so only the last
+        // output has a copy per image.
         let mut image: Option<BufId> = None;
+        let stem_convs = dims.stem.len();
         for (i, &(cin, cout, side)) in dims.stem.iter().enumerate() {
             let geometry = ConvGeometry {
                 cin,
@@ -349,8 +365,13 @@ impl Plan {
             };
             let row_floats = (geometry.wout() * geometry.k()).max(1);
             let block_rows = (CONV_BLOCK_FLOATS / row_floats).clamp(1, geometry.hout().max(1));
-            let cols = b.buf(block_rows * row_floats);
-            let out = b.buf(geometry.hout() * geometry.wout() * cout);
+            let cols = b.stem_buf(block_rows * row_floats);
+            let out_len = geometry.hout() * geometry.wout() * cout;
+            let out = if i + 1 == stem_convs {
+                b.buf(out_len)
+            } else {
+                b.stem_buf(out_len)
+            };
             let layout = if image.is_none() {
                 ImageLayout::Chw
             } else {
@@ -376,6 +397,7 @@ impl Plan {
                 epilogue: Epilogue::BiasAct(conv_act),
                 cout,
                 out,
+                batched_out: i + 1 == stem_convs,
             });
             b.push(format!("stem.{i}"), step);
             image = Some(out);
@@ -446,46 +468,41 @@ impl Plan {
             logits,
         )?;
 
-        let (ranges, arena_len) = b.arena.pack();
         // The arena and one thread's attention scratch are per engine, the bias tables
         // per model: all of it is checked before the tables, the only large
         // allocation at load, are gathered.
         debug_assert_eq!(b.bias_len as u64, bias_len);
+        let unpacked = Unpacked {
+            steps: b.steps,
+            buffers: b.arena,
+            taps: b.taps,
+            logits,
+            classes: dims.num_classes,
+            image_row_tables: b.row_tables,
+            per_image_steps: stem_convs,
+        };
+        let single = unpacked.layout(1)?;
         check_plan_bytes(
             bias_len
-                .saturating_add(arena_len as u64)
+                .saturating_add(single.arena_len as u64)
                 .saturating_add(b.attention_scratch as u64),
         )?;
-        let bias_tables = b.gather_bias_tables()?;
-        let r = |id: BufId| ranges[id.0];
-        let steps = b.steps.into_iter().map(|s| s.map_bufs(r)).collect();
-        let taps = b
-            .taps
-            .into_iter()
-            .map(|(name, id, rows, cols)| Tap {
-                name,
-                buf: r(id),
-                rows,
-                cols,
-            })
-            .collect();
+        let bias_tables = Builder::gather_bias_tables(&b.gathers, b.bias_len)?;
         let plan = Plan {
             config: config.clone(),
             precision,
             input_len: config.in_chans * config.img_size * config.img_size,
-            output: BufRange {
-                offset: r(logits).offset,
-                len: dims.num_classes,
-            },
+            output: single.output,
             dims,
-            steps,
+            steps: single.steps,
             labels: b.labels,
             weights: b.weights,
-            arena_len,
+            arena_len: single.arena_len,
             bias_tables,
-            row_tables: b.row_tables,
-            taps,
+            row_tables: single.row_tables,
+            taps: single.taps,
             attention_scratch: b.attention_scratch,
+            unpacked,
         };
         Ok(plan)
     }

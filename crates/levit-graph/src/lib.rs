@@ -16,6 +16,6 @@ pub use arena_layout::BufRange;
 pub use config::{check_img_size, ActKind, AttnDims, Config, Dims, StageDims};
 pub use error::GraphError;
 pub use levit_kernels::Precision;
-pub use plan::{Plan, Tap, MAX_PLAN_BYTES};
+pub use plan::{BatchLayout, Plan, Tap, MAX_PLAN_BYTES};
 pub use step::{AttentionStep, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, WeightId};
 pub use tensors::{packed_weight_shape, tensor_specs, TensorSpec};

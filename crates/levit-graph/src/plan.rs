@@ -3,7 +3,8 @@
 
 use levit_kernels::Precision;
 
-use crate::arena_layout::BufRange;
+use crate::arena_layout::{ArenaPlanner, BufId, BufRange};
+use crate::build::PendingStep;
 use crate::step::Step;
 use crate::{AttnDims, Config, Dims, GraphError, TensorSpec};
 
@@ -83,12 +84,133 @@ pub struct Plan {
     /// Scratch floats one thread needs for the largest attention step (the engine
     /// allocates one such region per thread, outside the arena).
     pub attention_scratch: usize,
+    /// The steps before their buffers were packed, to lay out other batch sizes.
+    pub(crate) unpacked: Unpacked,
 }
 
 impl Plan {
     /// Multiply-accumulates per image (convs, linears, both attention matmuls).
     pub fn macs(&self) -> u64 {
         self.steps.iter().map(Step::macs).sum()
+    }
+
+    /// The steps and arena of a batch of up to `images` images (0 means 1): every
+    /// token buffer holds `images` copies back to back, so a GEMM step runs over the
+    /// rows of all of them at once (`m` rows per image, row gathers repeated per image
+    /// in [`BatchLayout::row_tables`]); the first [`BatchLayout::per_image_steps`]
+    /// (the stem) run image by image. `batch_layout(1)` is this plan's own layout
+    /// (`steps`, `arena_len`, `output`, `row_tables`, `taps`). Errors if the arena
+    /// would be over [`MAX_PLAN_BYTES`].
+    pub fn batch_layout(&self, images: usize) -> Result<BatchLayout, GraphError> {
+        self.unpacked.layout(images.max(1))
+    }
+}
+
+/// A [`Plan`]'s steps laid out for a batch ([`Plan::batch_layout`]).
+#[derive(Clone, Debug)]
+pub struct BatchLayout {
+    /// Most images one run holds.
+    pub images: usize,
+    /// Kernel calls in order, over ranges of this layout's arena. A GEMM's `m` and a
+    /// mean's `rows` are per image; its buffers hold `images` copies.
+    pub steps: Vec<Step>,
+    /// Steps `0..per_image_steps` (the stem convs) run for one image after another;
+    /// the rest once for the batch.
+    pub per_image_steps: usize,
+    /// Arena length in f32.
+    pub arena_len: usize,
+    /// The logits of every image, `[images, classes]`.
+    pub output: BufRange,
+    /// Row-gather tables for `images` images, back to back.
+    pub row_tables: Vec<u32>,
+    /// Named intermediates (a tap's buffer holds every image; `rows x cols` is one).
+    pub taps: Vec<Tap>,
+}
+
+impl BatchLayout {
+    /// Image `i`'s part of `buf`, a buffer of a step outside the stem (every such
+    /// buffer holds `images` equal copies).
+    pub fn image_part(&self, buf: BufRange, i: usize) -> BufRange {
+        let len = buf.len / self.images;
+        BufRange {
+            offset: buf.offset + i * len,
+            len,
+        }
+    }
+}
+
+/// The plan before packing: the steps over buffer ids and the buffers' sizes and
+/// lifetimes.
+#[derive(Clone, Debug)]
+pub(crate) struct Unpacked {
+    pub steps: Vec<PendingStep>,
+    pub buffers: ArenaPlanner,
+    pub taps: Vec<(String, BufId, usize, usize)>,
+    pub logits: BufId,
+    pub classes: usize,
+    /// Row-gather tables of one image.
+    pub image_row_tables: Vec<u32>,
+    pub per_image_steps: usize,
+}
+
+impl Unpacked {
+    pub(crate) fn layout(&self, images: usize) -> Result<BatchLayout, GraphError> {
+        let too_large = || GraphError::TooLarge {
+            needed_mib: u64::MAX >> 20,
+            limit_mib: MAX_PLAN_BYTES >> 20,
+        };
+        let (ranges, arena_len) = self
+            .buffers
+            .pack(images, self.per_image_steps)
+            .ok_or_else(too_large)?;
+        check_plan_bytes(arena_len as u64)?;
+        let range = |id: BufId| ranges[id.0];
+        let mut row_tables = Vec::new();
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let mut step = step.clone();
+            if let Step::Gemm(g) = &mut step {
+                if let Some(rows) = g.a_rows.clone() {
+                    // Image i's rows of a batched `a` start `i * image_rows` rows later.
+                    let image_rows = if self.buffers.is_batched(g.a) {
+                        self.buffers.image_len(g.a) / g.lda.max(1)
+                    } else {
+                        0
+                    };
+                    let start = row_tables.len();
+                    for i in 0..images {
+                        let shift = u32::try_from(i * image_rows).map_err(|_| too_large())?;
+                        for &row in &self.image_row_tables[rows.clone()] {
+                            row_tables.push(row.checked_add(shift).ok_or_else(too_large)?);
+                        }
+                    }
+                    g.a_rows = Some(start..row_tables.len());
+                }
+            }
+            steps.push(step.map_bufs(range));
+        }
+        let taps = self
+            .taps
+            .iter()
+            .map(|(name, id, rows, cols)| Tap {
+                name: name.clone(),
+                buf: range(*id),
+                rows: *rows,
+                cols: *cols,
+            })
+            .collect();
+        Ok(BatchLayout {
+            images,
+            steps,
+            per_image_steps: self.per_image_steps,
+            arena_len,
+            output: BufRange {
+                offset: range(self.logits).offset,
+                len: images * self.classes,
+            },
+            row_tables,
+            taps,
+        })
     }
 }
 

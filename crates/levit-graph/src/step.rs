@@ -81,6 +81,9 @@ pub struct ConvStep<B = BufRange> {
     pub cout: usize,
     /// Output `[hout*wout, cout]`.
     pub out: B,
+    /// Whether `out` holds one copy per image of a batch (the stem's last conv writes
+    /// the token matrix of each image), else one copy reused image after image.
+    pub batched_out: bool,
 }
 
 impl<B> ConvStep<B> {
@@ -169,6 +172,7 @@ impl<B: Copy> Step<B> {
                 bias: s.bias,
                 epilogue: s.epilogue,
                 cout: s.cout,
+                batched_out: s.batched_out,
             }),
             Step::Gemm(s) => Step::Gemm(GemmStep {
                 a: f(s.a),

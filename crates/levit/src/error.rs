@@ -110,6 +110,14 @@ pub enum Error {
         /// [`MAX_THREADS`](crate::MAX_THREADS).
         max: usize,
     },
+    /// A larger batch was asked for than an engine may hold.
+    #[error("a batch of {requested} images requested; an engine holds at most {max}")]
+    Batch {
+        /// Images asked for.
+        requested: usize,
+        /// [`MAX_BATCH`](crate::MAX_BATCH).
+        max: usize,
+    },
     /// Memory the model or an engine needs could not be allocated.
     #[error("out of memory for {what} ({mib} MiB)")]
     OutOfMemory {

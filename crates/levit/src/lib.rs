@@ -76,14 +76,17 @@
 //! Two ways, which combine: one [`Engine`] per thread over the same `Arc<Model>` (one
 //! arena each, no reload: throughput), or [`EngineOptions::threads`] for one engine
 //! that splits every kernel over several cores (latency). Results are bitwise
-//! identical for every thread count.
+//! identical for every thread count. For throughput on many images,
+//! [`EngineOptions::max_batch`] makes an engine whose [`Engine::infer_batch`] runs every
+//! token-wise GEMM once over a whole batch, reading each weight once per batch instead
+//! of once per image (the same logits, bit for bit).
 //!
 //! ```
 //! # fn main() -> levit::Result<()> {
 //! # let config = levit::synth::variant_config("128s").unwrap();
 //! # let bytes = levit::synth::random_weight_file(&config, 7)?;
 //! # let model = std::sync::Arc::new(levit::Model::from_bytes(&bytes, Default::default())?);
-//! let options = levit::EngineOptions { threads: 2 };
+//! let options = levit::EngineOptions { threads: 2, ..Default::default() };
 //! let mut engine = levit::Engine::with_options(model.clone(), options)?;
 //! # let _ = engine.infer(&vec![0.0; model.input_len()])?;
 //! # Ok(()) }
@@ -161,7 +164,7 @@ pub use run::Tracer;
 #[cfg(feature = "preprocess")]
 pub use levit_image as preprocess;
 
-pub use engine::{Engine, EngineOptions, MAX_THREADS};
+pub use engine::{Engine, EngineOptions, MAX_BATCH, MAX_THREADS};
 pub use error::{os_reason, Error, FormatError, GraphError, IsaError, Result};
 pub use levit_format::LoadMode;
 pub use levit_graph::{Config, Tap};

@@ -3,9 +3,10 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use levit_format::{LoadMode, LoadOptions, WeightFile};
-use levit_graph::{Config, Plan, TensorSpec};
+use levit_graph::{BatchLayout, Config, Plan, TensorSpec};
 use levit_kernels::attention::AttentionKernel;
 use levit_kernels::gemm::{GemmKernel, PackedB};
 use levit_kernels::{Isa, Precision};
@@ -57,6 +58,8 @@ impl Default for ModelOptions {
 pub struct Model {
     pub(crate) file: WeightFile,
     pub(crate) plan: Plan,
+    /// The plan laid out for one image (what a default engine runs), checked at load.
+    pub(crate) single: Arc<BatchLayout>,
     pub(crate) weights: BoundWeights,
     pub(crate) isa: Isa,
     /// The GEMM kernel of each precision the plan's steps use, chosen once here.
@@ -183,15 +186,17 @@ impl Model {
             kernels[p as usize] = Some(kernel);
         }
         let attention_kernels = Precision::ALL.map(|p| AttentionKernel::select(p, isa));
+        let single = Arc::new(plan.batch_layout(1)?);
         let model = Model {
             file,
             plan,
+            single,
             weights,
             isa,
             kernels,
             attention_kernels,
         };
-        crate::run::check_plan(&model)?;
+        crate::run::check_plan(&model, &model.single)?;
         Ok(model)
     }
 
@@ -253,6 +258,20 @@ impl Model {
         let floats =
             self.plan.arena_len as u64 + self.plan.attention_scratch as u64 * threads.max(1) as u64;
         floats * 4
+    }
+
+    /// Bytes one [`Engine`](crate::Engine) with these options allocates (as
+    /// [`Model::engine_bytes`], with the arena of a batch of
+    /// [`EngineOptions::max_batch`](crate::EngineOptions::max_batch) images); an
+    /// error if that arena is over the plan limit.
+    pub fn engine_bytes_with(&self, options: crate::EngineOptions) -> Result<u64> {
+        let arena = if options.max_batch <= 1 {
+            self.single.arena_len
+        } else {
+            self.plan.batch_layout(options.max_batch)?.arena_len
+        };
+        let scratch = self.plan.attention_scratch as u64 * options.threads.max(1) as u64;
+        Ok((arena as u64 + scratch) * 4)
     }
 
     /// Multiply-accumulates per image.

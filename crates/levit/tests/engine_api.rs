@@ -206,8 +206,14 @@ fn every_thread_count_gives_bitwise_identical_logits() {
         .map(|x| single.infer(x).unwrap().to_vec())
         .collect();
     for threads in [2, 3, 4] {
-        let mut engine =
-            Engine::with_options(model.clone(), levit::EngineOptions { threads }).unwrap();
+        let mut engine = Engine::with_options(
+            model.clone(),
+            levit::EngineOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(engine.threads(), threads);
         for (x, w) in inputs.iter().zip(&want) {
             assert_eq!(
@@ -223,9 +229,15 @@ fn every_thread_count_gives_bitwise_identical_logits() {
 fn absurd_thread_counts_are_an_error_not_an_abort() {
     let model = Arc::new(load(&model_bytes()).unwrap());
     for threads in [levit::MAX_THREADS + 1, 1 << 40, usize::MAX] {
-        let err = Engine::with_options(model.clone(), levit::EngineOptions { threads })
-            .map(|_| ())
-            .unwrap_err();
+        let err = Engine::with_options(
+            model.clone(),
+            levit::EngineOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
+        .unwrap_err();
         assert!(
             matches!(err, Error::Threads { requested, max } if requested == threads && max == levit::MAX_THREADS),
             "{err}"
@@ -233,6 +245,13 @@ fn absurd_thread_counts_are_an_error_not_an_abort() {
         assert!(err.to_string().contains("at most 256"), "{err}");
     }
     // 0 means 1; the maximum itself is allowed (not started here: 256 spinning threads).
-    let engine = Engine::with_options(model, levit::EngineOptions { threads: 0 }).unwrap();
+    let engine = Engine::with_options(
+        model,
+        levit::EngineOptions {
+            threads: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(engine.threads(), 1);
 }

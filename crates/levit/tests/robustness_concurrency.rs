@@ -141,7 +141,10 @@ fn every_intra_op_thread_count_is_bitwise_identical_on_every_path() {
         let mut single = Engine::new(model.clone());
         let want: Vec<_> = inputs.iter().map(|x| trace(&mut single, x)).collect();
         for threads in [1, 2, 3, 4] {
-            let options = EngineOptions { threads };
+            let options = EngineOptions {
+                threads,
+                ..Default::default()
+            };
             let mut engine = Engine::with_options(model.clone(), options).unwrap();
             for run in 0..2 {
                 for (x, want) in inputs.iter().zip(&want) {
@@ -167,7 +170,14 @@ fn multi_threaded_engines_side_by_side_match_the_reference() {
         for (e, threads) in [2, 3].into_iter().enumerate() {
             let (model, inputs, want) = (model.clone(), &inputs, &want);
             s.spawn(move || {
-                let mut engine = Engine::with_options(model, EngineOptions { threads }).unwrap();
+                let mut engine = Engine::with_options(
+                    model,
+                    EngineOptions {
+                        threads,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
                 for i in 0..40 {
                     let k = (e * 3 + i) % inputs.len();
                     assert_eq!(engine.infer(&inputs[k]).unwrap(), want[k].as_slice());

@@ -118,11 +118,19 @@ fn a_poisoned_image_in_a_batch_leaves_the_other_rows_exact() {
         .collect();
     let mut batch: Vec<f32> = images.concat();
     batch[model.input_len() + 5] = f32::NAN;
-    let mut out = vec![0.0; 3 * classes];
-    engine.infer_batch(&batch, &mut out).unwrap();
-    assert_eq!(&out[..classes], singles[0].as_slice());
-    assert!(out[classes..2 * classes].iter().all(|v| v.is_nan()));
-    assert_eq!(&out[2 * classes..], singles[2].as_slice());
+    // Image by image, and as one batch whose GEMMs share rows of all three images.
+    let batched = levit::EngineOptions {
+        threads: 2,
+        max_batch: 3,
+    };
+    let mut batch_engine = Engine::with_options(model.clone(), batched).unwrap();
+    for engine in [&mut engine, &mut batch_engine] {
+        let mut out = vec![0.0; 3 * classes];
+        engine.infer_batch(&batch, &mut out).unwrap();
+        assert_eq!(&out[..classes], singles[0].as_slice());
+        assert!(out[classes..2 * classes].iter().all(|v| v.is_nan()));
+        assert_eq!(&out[2 * classes..], singles[2].as_slice());
+    }
 }
 
 #[test]

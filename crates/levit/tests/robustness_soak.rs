@@ -191,7 +191,14 @@ fn soak() {
     println!("  ({nan_runs} of them on a NaN image, each followed by exact clean results)");
 
     // Phase 2: the same model on a two-thread engine.
-    let mut engine = Engine::with_options(model.clone(), EngineOptions { threads: 2 }).unwrap();
+    let mut engine = Engine::with_options(
+        model.clone(),
+        EngineOptions {
+            threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let two = run_phase("1 engine x 2 intra-op threads", 200, count / 4, 500, |i| {
         let k = i % inputs.len();
         assert!(

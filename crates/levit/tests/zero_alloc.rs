@@ -31,8 +31,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The count is process-wide: tests that measure it run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn infer_allocates_nothing_on_any_path() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let config = synth::variant_config("128s").unwrap();
     let bytes = synth::random_weight_file(&config, 7).unwrap();
     // Every precision on every level whose kernel differs (the levels above avx512
@@ -51,7 +55,14 @@ fn infer_allocates_nothing_on_any_path() {
         };
         let model = Arc::new(Model::from_bytes(&bytes, options).unwrap());
         let threads = if isa == levit::Isa::best() { 2 } else { 1 };
-        let mut engine = Engine::with_options(model.clone(), EngineOptions { threads }).unwrap();
+        let mut engine = Engine::with_options(
+            model.clone(),
+            EngineOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let mut rng = synth::Rng::new(1);
         let image: Vec<f32> = (0..model.input_len()).map(|_| rng.normal()).collect();
         let batch: Vec<f32> = image.iter().chain(&image).copied().collect();
@@ -76,5 +87,53 @@ fn infer_allocates_nothing_on_any_path() {
             "{precision} {isa}, {threads} thread(s): infer allocated {} times",
             after - before
         );
+    }
+}
+
+#[test]
+fn batched_infer_allocates_nothing_on_any_path() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let config = synth::variant_config("128s").unwrap();
+    let bytes = synth::random_weight_file(&config, 7).unwrap();
+    // The fastest path of each precision (the batch code is the same on every level;
+    // the kernels' own allocations are covered above), 1 and 2 threads.
+    for precision in Precision::ALL {
+        let options = ModelOptions {
+            precision: Some(precision),
+            ..ModelOptions::default()
+        };
+        let model = Arc::new(Model::from_bytes(&bytes, options).unwrap());
+        for threads in [1, 2] {
+            let options = EngineOptions {
+                threads,
+                max_batch: 4,
+            };
+            let mut engine = Engine::with_options(model.clone(), options).unwrap();
+            let mut rng = synth::Rng::new(1);
+            // 6 images: a full chunk of 4, then 2.
+            let batch: Vec<f32> = (0..6 * model.input_len()).map(|_| rng.normal()).collect();
+            let mut out = vec![0.0; 6 * model.num_classes()];
+            for _ in 0..3 {
+                engine.infer_batch(&batch, &mut out).unwrap();
+            }
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            let runs = if threads > 1 { 40 } else { 5 };
+            for _ in 0..runs {
+                for n in [1, 3, 4, 6] {
+                    let k = n * model.input_len();
+                    engine
+                        .infer_batch(&batch[..k], &mut out[..n * model.num_classes()])
+                        .unwrap();
+                }
+                engine.infer(&batch[..model.input_len()]).unwrap();
+            }
+            let after = ALLOCATIONS.load(Ordering::SeqCst);
+            assert_eq!(
+                after - before,
+                0,
+                "{precision}, {threads} thread(s), max_batch 4: infer_batch allocated {} times",
+                after - before
+            );
+        }
     }
 }

@@ -226,3 +226,53 @@ fn img_size_is_checked_with_the_converter_s_reasons() {
     }
     assert!(reason(2064).contains("above levit's limit of 2048"));
 }
+
+#[test]
+fn batch_layouts_hold_every_image_and_one_image_is_the_plan_itself() {
+    for config in [two_stages(), levit_128s()] {
+        let plan = build(&config, Precision::F32);
+        let one = plan.batch_layout(1).unwrap();
+        assert_eq!(one.steps, plan.steps);
+        assert_eq!((one.arena_len, one.output), (plan.arena_len, plan.output));
+        assert_eq!(one.row_tables, plan.row_tables);
+        assert_eq!(one.per_image_steps, 4);
+        for images in [2, 3, 8] {
+            let layout = plan.batch_layout(images).unwrap();
+            assert_eq!(layout.images, images);
+            assert_eq!(layout.output.len, images * config.num_classes);
+            for (i, (step, single)) in layout.steps.iter().zip(&plan.steps).enumerate() {
+                let bufs: Vec<BufRange> = step.buffers().collect();
+                assert!(bufs.iter().all(|r| r.end() <= layout.arena_len));
+                for (x, a) in bufs.iter().enumerate() {
+                    for b in &bufs[x + 1..] {
+                        let shared_qkv =
+                            matches!(step, Step::Attention(s) if s.q == s.kv) && a == b;
+                        assert!(shared_qkv || !a.overlaps(b), "{images} images, step {i}");
+                    }
+                }
+                // Outside the stem every buffer is `images` copies of the single one.
+                if i >= layout.per_image_steps {
+                    for (r, s) in bufs.iter().zip(single.buffers()) {
+                        assert_eq!(r.len, images * s.len, "step {i} ({})", plan.labels[i]);
+                    }
+                }
+                // A row gather repeats image 0's rows, shifted by one image each time.
+                if let (Step::Gemm(g), Step::Gemm(s)) = (step, single) {
+                    if let (Some(rows), Some(one_rows)) = (&g.a_rows, &s.a_rows) {
+                        let table = &layout.row_tables[rows.clone()];
+                        let first = &plan.row_tables[one_rows.clone()];
+                        let image_rows = (s.a.len / s.lda) as u32;
+                        for (k, chunk) in table.chunks_exact(first.len()).enumerate() {
+                            let shifted: Vec<u32> =
+                                first.iter().map(|r| r + k as u32 * image_rows).collect();
+                            assert_eq!(chunk, &shifted[..]);
+                        }
+                    }
+                }
+            }
+            // The stem's buffers are not replicated, so a batch costs less than
+            // `images` single arenas.
+            assert!(layout.arena_len < images * plan.arena_len);
+        }
+    }
+}

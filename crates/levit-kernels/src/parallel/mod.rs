@@ -209,6 +209,56 @@ pub fn attention(
     });
 }
 
+/// Attention of `images` images of one shape, split over `exec`'s threads by image:
+/// image `i` reads `args(i)` and writes `out[i * out_stride..]` (`nq` rows of
+/// `heads * val_dim`); each task runs its images one after another in its own
+/// scratch region ([`attention_scratch_len`]). Every image is one single-threaded
+/// kernel call, so the result is bit-identical to [`attention()`] on each image.
+///
+/// # Panics
+/// If `out` or `scratch` is too small, or the images' shapes differ.
+pub fn attention_images<'a>(
+    kernel: &AttentionKernel,
+    images: usize,
+    args: &(dyn Fn(usize) -> AttentionArgs<'a> + Sync),
+    out: &mut [f32],
+    out_stride: usize,
+    scratch: &mut [f32],
+    exec: &dyn Executor,
+) {
+    if images == 0 {
+        return;
+    }
+    let s = args(0).shape;
+    let (per_task, width) = (s.scratch_len(), s.heads * s.val_dim);
+    let image_len = s.nq * width;
+    let tasks = exec.width().min(images).max(1);
+    assert!(
+        image_len <= out_stride
+            && out.len() >= (images - 1) * out_stride + image_len
+            && scratch.len() >= tasks * per_task,
+        "attention over images: output or scratch too small"
+    );
+    let out = SharedOut(out.as_mut_ptr(), out.len());
+    let scratch = SharedOut(scratch.as_mut_ptr(), tasks * per_task);
+    exec.run(tasks, &|t| {
+        let ((out, _), (scratch, _)) = (out.get(), scratch.get());
+        // SAFETY: scratch region `t` is disjoint across tasks and inside
+        // `tasks * per_task` floats (asserted), of an exclusive borrow that outlives `run`.
+        let sc = unsafe { core::slice::from_raw_parts_mut(scratch.add(t * per_task), per_task) };
+        for i in split_range(images, tasks, 1, t) {
+            let image = args(i);
+            assert_eq!(image.shape, s, "attention over images of different shapes");
+            // SAFETY: image `i`'s output rows `i * out_stride .. + image_len` lie inside
+            // `out` (asserted) and do not overlap another image's (`image_len <=
+            // out_stride`); each image belongs to exactly one task; `out` is an
+            // exclusive borrow that outlives `run`.
+            let o = unsafe { core::slice::from_raw_parts_mut(out.add(i * out_stride), image_len) };
+            kernel.run(&image, o, sc);
+        }
+    });
+}
+
 /// Scratch floats [`attention()`] needs for `threads` threads.
 pub fn attention_scratch_len(shape: &attention::AttentionShape, threads: usize) -> usize {
     shape.scratch_len() * threads.max(1)
