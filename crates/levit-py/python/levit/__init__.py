@@ -44,6 +44,7 @@ __all__ = [
     "preprocess",
     "classify",
     "top_k",
+    "image_files",
     "convert",
     "IMAGENET_CLASSES",
     "IMAGENET_SYNSETS",
@@ -94,8 +95,9 @@ def preprocess(image: Any, *, img_size: int = 224, crop_pct: float | None = None
     )
 
 
-def _expand(paths: PathLike | Iterable[PathLike]) -> list[str]:
-    """Files as given, directories walked (sorted, image extensions only), as the CLI does."""
+def image_files(paths: PathLike | Iterable[PathLike]) -> list[str]:
+    """The image files of ``paths`` as ``levit classify`` finds them: files as given,
+    directories walked recursively (sorted; ``IMAGE_EXTENSIONS`` only)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: list[str] = []
@@ -123,4 +125,4 @@ def classify(
     """
     if not isinstance(model, Model):
         model = Model(os.fspath(model))
-    return model.classify(_expand(paths), top=top)
+    return model.classify(image_files(paths), top=top)
