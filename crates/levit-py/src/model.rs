@@ -21,6 +21,23 @@ use crate::images;
 use crate::input;
 
 /// A LeViT model loaded from a `.lvt` file; call it on normalized float32 images.
+///
+/// `Model(path, *, threads=1, isa=None, mmap=True, verify=False, precision=None)`:
+/// `threads` is the intra-op threads of each engine (1: the calling thread only);
+/// `isa` forces a SIMD path (portable, avx2, avx512, avx512bf16, amx; default: the
+/// best this CPU has, or `LEVIT_ISA`); `mmap=False` reads the file into memory
+/// instead of mapping it; `verify=True` checks every tensor's CRC-32 and that every
+/// weight is finite; `precision="bf16"` runs the GEMMs in bfloat16 (default: the
+/// file's own precision).
+///
+/// `model(x)` / `model.infer(x)`: `x` float32 `[3, H, W]` or `[N, 3, H, W]`,
+/// normalized (see `levit.preprocess`); returns `[N, classes]` float32 logits.
+///
+/// One Model serves any number of Python threads: each call in flight runs on an
+/// engine of its own with the GIL released, so threads run in parallel.
+///
+/// Raises FileNotFoundError / OSError for unreadable files, `levit.FormatError` for
+/// damaged or foreign ones, ValueError for bad options.
 #[pyclass(module = "levit", name = "Model", frozen)]
 pub struct Model {
     model: Arc<levit::Model>,
@@ -133,9 +150,6 @@ impl Model {
         self.infer(py, x)
     }
 
-    /// infer(x, /)
-    /// --
-    ///
     /// Logits of normalized images: `x` is float32 `[3, H, W]` or `[N, 3, H, W]`; returns
     /// float32 `[N, classes]`. A C-contiguous float32 array is read in place.
     #[pyo3(signature = (x, /))]
@@ -164,9 +178,6 @@ impl Model {
         Ok(out)
     }
 
-    /// preprocess(image, /)
-    /// --
-    ///
     /// timm's eval tensor of an image file for this model's input size (see
     /// `levit.preprocess`, which also takes bytes and PIL images).
     #[pyo3(signature = (path, /))]
@@ -179,9 +190,6 @@ impl Model {
         images::preprocess_file(py, path, self.model.config().img_size as u32, None)
     }
 
-    /// classify(paths, /, top=5)
-    /// --
-    ///
     /// Decodes, preprocesses and classifies image files; returns one dict per path,
     /// `{"path": str, "top": [{"class", "label", "synset", "probability", "logit"}, ...]}`,
     /// best class first: what `levit classify --json` prints. A file that cannot be
