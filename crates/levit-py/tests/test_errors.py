@@ -105,3 +105,35 @@ def test_top_k_errors():
         levit.top_k(np.zeros((1, 2, 3), np.float32))
     with pytest.raises(ValueError, match="not a finite number"):
         levit.top_k(np.array([0.0, np.inf], np.float32))
+
+
+def test_mutated_files_and_images_raise_or_run_never_crash(tiny_model, tmp_path):
+    """Random byte flips anywhere in a model file, and random bytes as images: each call
+    raises one of the documented exceptions or returns a result (the interpreter lives)."""
+    rng = np.random.default_rng(13)
+    original = tiny_model.read_bytes()
+    x = np.zeros((1, 3, 224, 224), np.float32)
+    header = int.from_bytes(original[:8], "little") + 8
+    for i in range(60):
+        data = bytearray(original)
+        # Half the flips in the header (structure), half anywhere (mostly weights).
+        limit = header if i % 2 == 0 else len(data)
+        for pos in rng.integers(0, limit, size=int(rng.integers(1, 4))):
+            data[pos] ^= int(rng.integers(1, 256))
+        path = tmp_path / f"m{i}.lvt"
+        path.write_bytes(bytes(data))
+        for verify in (False, True):
+            try:
+                y = levit.Model(path, verify=verify)(x)
+            except (ValueError, OSError, MemoryError):
+                continue
+            assert y.shape[0] == 1
+    image = (IMAGES / "coffee_420.jpg").read_bytes()
+    for i in range(60):
+        data = bytearray(image if i % 2 else rng.integers(0, 256, 512, dtype=np.uint8).tobytes())
+        for pos in rng.integers(0, len(data), size=8):
+            data[pos] ^= 0xFF
+        try:
+            assert levit.preprocess(bytes(data)).shape == (3, 224, 224)
+        except (ValueError, MemoryError):
+            pass

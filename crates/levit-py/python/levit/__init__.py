@@ -38,6 +38,13 @@ from ._levit import (
 )
 from .convert import convert
 
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("levit")
+except Exception:  # noqa: BLE001 - running from a source tree without metadata
+    __version__ = "0.0.0"
+
 __all__ = [
     "Model",
     "FormatError",
