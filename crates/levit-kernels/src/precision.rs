@@ -4,8 +4,9 @@
 
 use std::fmt;
 
-/// Precision of packed weights and of the products that consume them. Activations,
-/// biases, accumulation and everything outside the GEMM dot products stay f32.
+/// Precision of packed weights and of the products that consume them. Activations in
+/// memory, biases and everything outside the GEMM dot products stay f32 (int8 kernels
+/// quantize their rows of A on the fly and accumulate in exact i32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Precision {
     /// IEEE single precision: bit-exact to the f32 reference path.

@@ -170,8 +170,8 @@ pub(crate) unsafe fn drive(
         // SAFETY: as just said, i + r < rows.end <= m.
         let row = |r: usize| unsafe { args.a.as_ptr().add(args.a_row_offset(i + r)) };
         for r in 0..h {
-            // SAFETY: row i + r holds k > 0 floats.
             let bits = if k > 0 {
+                // SAFETY: row i + r holds k > 0 floats.
                 unsafe { (tiles.max_bits)(row(r), k) }
             } else {
                 0
