@@ -272,17 +272,15 @@ mod x86 {
         _mm512_reduce_add_epi32(sum)
     }
 
-    /// [`AVX2_CHAINS`] independent chains of `vpmaddubsw`, `vpmaddwd` and `vpaddd`.
+    /// [`AVX2_CHAINS`] independent chains of `vpmaddubsw`, `vpmaddwd` and `vpaddd`, each
+    /// step reading the chain's value (with constant operands alone LLVM would hoist
+    /// the products out of the loop).
     #[target_feature(enable = "avx2")]
     pub(super) fn avx2_int8(steps: usize) -> i32 {
-        let (a, b, ones) = (
-            _mm256_set1_epi8(1),
-            _mm256_set1_epi8(1),
-            _mm256_set1_epi16(1),
-        );
+        let (b, ones) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
         let step =
-            |x, a, b| _mm256_add_epi32(x, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
-        let sum = chains!(AVX2_CHAINS, steps, _mm256_setzero_si256(), (a, b), step, _mm256_add_epi32;
+            |x, b, ones| _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(x, b), ones), x);
+        let sum = chains!(AVX2_CHAINS, steps, _mm256_set1_epi8(1), (b, ones), step, _mm256_add_epi32;
             c0 c1 c2 c3 c4 c5 c6 c7 c8 c9 c10 c11);
         let half = _mm_add_epi32(
             _mm256_castsi256_si128(sum),
