@@ -53,8 +53,8 @@ pub struct Args {
     /// Force a SIMD path (amx, avx512bf16, avx512, avx2, portable).
     #[arg(long)]
     pub isa: Option<String>,
-    /// GEMM precision: f32 or bf16 (default: the file's own; a bf16 run of an f32 file
-    /// repacks the weights at load, and the load time includes that).
+    /// GEMM precision: f32, bf16 or int8 (default: the file's own; a bf16 or int8 run
+    /// of an f32 file converts the weights at load, and the load time includes that).
     #[arg(long)]
     pub precision: Option<String>,
     /// Print one JSON object instead of text.

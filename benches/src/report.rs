@@ -106,6 +106,14 @@ impl Report<'_> {
             let instruction = match (m.precision(), m.isa()) {
                 (levit::Precision::Bf16, levit::Isa::Amx) => "AMX tdpbf16ps",
                 (levit::Precision::Bf16, levit::Isa::Avx512Bf16) => "vdpbf16ps",
+                (levit::Precision::Int8, _) => {
+                    match m.gemm_kernel(m.precision()).map(|k| k.isa()) {
+                        Some(levit::Isa::Amx) => "AMX tdpbusd",
+                        Some(levit::Isa::Avx512) => "vpdpbusd",
+                        Some(levit::Isa::Avx2) => "vpmaddubsw+vpmaddwd",
+                        _ => "f32 FMA",
+                    }
+                }
                 _ => "f32 FMA",
             };
             println!(

@@ -24,11 +24,23 @@ pub const REL_TOLERANCE: f32 = 1e-4;
 /// (see [`check_model`]).
 pub const BF16_REL_TOLERANCE: f32 = 1e-1;
 
+/// The relative tolerance of int8 logits and stages (as [`BF16_REL_TOLERANCE`],
+/// `docs/precision.md`): weights per output channel and activations per token keep 8
+/// bits (a step of 1/127 of the row's or column's largest magnitude) in every
+/// token-wise GEMM and the stem convs over more than 16 channels. Measured over the
+/// five paper variants, the randn, smooth and batch inputs and every int8 path: logits
+/// median 7.8e-2 to 1.0e-1, worst 2.1e-1 (LeViT-128); stages worst 2.7e-1 RMS
+/// (LeViT-128 stage2, randn, AMX). The tolerance is the worst with a third more,
+/// rounded up. These random weights swing their activation ranges far more than
+/// trained ones (issue 12, "Accuracy contract").
+pub const INT8_REL_TOLERANCE: f32 = 0.4;
+
 /// The tolerance of a precision.
 pub fn rel_tolerance(precision: Precision) -> f32 {
     match precision {
         Precision::F32 => REL_TOLERANCE,
         Precision::Bf16 => BF16_REL_TOLERANCE,
+        Precision::Int8 => INT8_REL_TOLERANCE,
     }
 }
 

@@ -28,9 +28,11 @@ struct ModelFlags {
     /// best this CPU has, or LEVIT_ISA).
     #[arg(long, value_name = "PATH", value_parser = isa_name)]
     isa: Option<String>,
-    /// Precision of the matrix products: f32 (exact) or bf16 (faster where the CPU has
-    /// AMX or AVX512_BF16; logits within about 1e-2 relative). Default: the precision
-    /// the file stores; bf16 from an f32 file repacks the weights at load.
+    /// Precision of the matrix products: f32 (exact), bf16 (faster where the CPU has
+    /// AMX or AVX512_BF16; logits within about 1e-2 relative) or int8 (weights per
+    /// channel, activations per token, scaled at run time; AMX, AVX512_VNNI, AVX2).
+    /// Default: the precision the file stores; bf16 or int8 from an f32 file converts
+    /// the weights at load.
     #[arg(long, value_name = "P", value_parser = precision_name)]
     precision: Option<String>,
     /// Refuse models needing more than N GMAC per image [default: 250; LeViT-384 at

@@ -39,6 +39,7 @@ pub fn packed_weight_shape(precision: Precision, k: usize, n: usize) -> Vec<usiz
     match precision {
         Precision::F32 => vec![panels(n), k, NR],
         Precision::Bf16 => bf16::packed_shape(k, n).to_vec(),
+        Precision::Int8 => levit_kernels::int8::packed_shape(k, n).to_vec(),
     }
 }
 

@@ -112,6 +112,7 @@ fn main() {
             let warm_b = match kernel.precision() {
                 Precision::F32 => PackedB::F32(&packed_f32),
                 Precision::Bf16 => PackedB::Bf16(&packed_bf16),
+                Precision::Int8 => unreachable!("bf16 and f32 kernels only"),
             };
             let args = GemmArgs { b: warm_b, ..base };
             let warm = best_rate(macs, budget / ROUNDS as u32, || {
@@ -122,6 +123,7 @@ fn main() {
                 let b = match kernel.precision() {
                     Precision::F32 => PackedB::F32(&cold_f32[next % cold_f32.len()]),
                     Precision::Bf16 => PackedB::Bf16(&cold_bf16[next % cold_bf16.len()]),
+                    Precision::Int8 => unreachable!("bf16 and f32 kernels only"),
                 };
                 next += 1;
                 kernel.run(&GemmArgs { b, ..base }, black_box(&mut c))

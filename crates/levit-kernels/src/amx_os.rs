@@ -14,6 +14,21 @@ pub fn amx_bf16_usable() -> bool {
     *USABLE.get_or_init(detect)
 }
 
+/// Whether AMX-INT8 tile instructions (`tdpbusd`) may run in this process: AMX-BF16
+/// usable (above) and the CPU lists AMX-INT8 (CPUID leaf 7, EDX bit 25).
+pub fn amx_int8_usable() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const AMX_INT8: u32 = 1 << 25;
+        // Leaf 7 exists: `amx_bf16_usable` read it.
+        amx_bf16_usable() && core::arch::x86_64::__cpuid_count(7, 0).edx & AMX_INT8 != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn detect() -> bool {
     use core::arch::x86_64::__cpuid_count;

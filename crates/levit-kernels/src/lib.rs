@@ -22,6 +22,7 @@ pub mod attention;
 pub mod bf16;
 pub mod conv;
 pub mod gemm;
+pub mod int8;
 pub mod isa;
 pub mod parallel;
 pub mod peak;

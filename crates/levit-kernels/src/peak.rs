@@ -79,7 +79,10 @@ pub fn fma_peak_gflops(isa: Isa, budget: Duration) -> f64 {
 /// The measured single-core peak of the dot-product instruction that the GEMM
 /// kernels of `precision` run on level `isa`, in G multiply-adds/s: f32 FMAs for f32
 /// (and for bf16 below `Avx512Bf16`, where the kernels widen the weights to f32),
-/// `vdpbf16ps` for bf16 on `Avx512Bf16`, AMX `tdpbf16ps` on `Amx`. Benchmarks quote
+/// `vdpbf16ps` for bf16 on `Avx512Bf16`, AMX `tdpbf16ps` on `Amx`; for int8, AMX
+/// `tdpbusd` on `Amx`, `vpdpbusd` on the AVX-512 levels (where the CPU has
+/// AVX512_VNNI), the `vpmaddubsw` + `vpmaddwd` pair on AVX2, f32 FMAs on portable
+/// (a stand-in: its integer loops have no dedicated instruction). Benchmarks quote
 /// model throughput as a share of this.
 ///
 /// # Panics
@@ -106,8 +109,39 @@ pub fn dot_peak_gmacs(precision: Precision, isa: Isa, budget: Duration) -> f64 {
                 unsafe { x86::amx_bf16(black_box(AMX_STEPS)) };
             })
         }
+        #[cfg(target_arch = "x86_64")]
+        (Precision::Int8, Isa::Amx) if crate::amx_os::amx_int8_usable() => {
+            // 4 tiles x 16x16 outputs x 64 products per tdpbusd.
+            best_rate((4 * 16 * 16 * 64 * AMX_STEPS) as f64, budget, || {
+                // SAFETY: AMX-INT8 is usable in this process (the guard).
+                unsafe { x86::amx_int8(black_box(AMX_STEPS)) };
+            })
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Precision::Int8, Isa::Amx | Isa::Avx512Bf16 | Isa::Avx512) if vnni_supported() => {
+            // 24 chains x 16 lanes x 4 products per vpdpbusd.
+            best_rate((x86::AVX512_CHAINS * 64 * STEPS) as f64, budget, || {
+                // SAFETY: AVX512_VNNI is supported (the guard).
+                black_box(unsafe { x86::avx512vnni(black_box(STEPS)) });
+            })
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Precision::Int8, Isa::Amx | Isa::Avx512Bf16 | Isa::Avx512 | Isa::Avx2) => {
+            // 12 chains x 8 lanes x 4 products per vpmaddubsw + vpmaddwd + vpaddd
+            // (the AVX2 int8 kernel's step, without its vpsignb).
+            best_rate((x86::AVX2_CHAINS * 32 * STEPS) as f64, budget, || {
+                // SAFETY: AVX2 is supported (every level above portable has it).
+                black_box(unsafe { x86::avx2_int8(black_box(STEPS)) });
+            })
+        }
         _ => fma_peak_gflops(isa, budget) / 2.0,
     }
+}
+
+/// Whether the CPU has AVX512_VNNI (the int8 kernels of the AVX-512 levels use it).
+#[cfg(target_arch = "x86_64")]
+fn vnni_supported() -> bool {
+    Isa::Avx512.is_supported() && std::arch::is_x86_feature_detected!("avx512vnni")
 }
 
 /// Steps of the AMX peak loop (four `tdpbf16ps` each): ~1 ms.
@@ -221,6 +255,71 @@ mod x86 {
                     "tdpbf16ps tmm1, tmm4, tmm5",
                     "tdpbf16ps tmm2, tmm4, tmm5",
                     "tdpbf16ps tmm3, tmm4, tmm5",
+                    options(nostack, nomem)
+                );
+            }
+            core::arch::asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+
+    /// [`AVX512_CHAINS`] independent `vpdpbusd` chains of `steps` steps.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) fn avx512vnni(steps: usize) -> i32 {
+        let (a, b) = (_mm512_set1_epi8(1), _mm512_set1_epi8(1));
+        let dot = |x, a, b| _mm512_dpbusd_epi32(x, a, b);
+        let sum = chains!(AVX512_CHAINS, steps, _mm512_setzero_si512(), (a, b), dot, _mm512_add_epi32;
+            c0 c1 c2 c3 c4 c5 c6 c7 c8 c9 c10 c11 c12 c13 c14 c15 c16 c17 c18 c19 c20 c21 c22 c23);
+        _mm512_reduce_add_epi32(sum)
+    }
+
+    /// [`AVX2_CHAINS`] independent chains of `vpmaddubsw`, `vpmaddwd` and `vpaddd`, each
+    /// step reading the chain's value (with constant operands alone LLVM would hoist
+    /// the products out of the loop).
+    #[target_feature(enable = "avx2")]
+    pub(super) fn avx2_int8(steps: usize) -> i32 {
+        let (b, ones) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
+        let step =
+            |x, b, ones| _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(x, b), ones), x);
+        let sum = chains!(AVX2_CHAINS, steps, _mm256_set1_epi8(1), (b, ones), step, _mm256_add_epi32;
+            c0 c1 c2 c3 c4 c5 c6 c7 c8 c9 c10 c11);
+        let half = _mm_add_epi32(
+            _mm256_castsi256_si128(sum),
+            _mm256_extracti128_si256::<1>(sum),
+        );
+        _mm_cvtsi128_si32(half)
+    }
+
+    /// `steps` rounds of four independent AMX `tdpbusd` (tiles 0-3 accumulate tile 4
+    /// times tile 5, all 16 rows x 64 bytes).
+    ///
+    /// # Safety
+    /// AMX-INT8 must be usable by this process.
+    pub(super) unsafe fn amx_int8(steps: usize) {
+        #[repr(C, align(64))]
+        struct Config([u8; 64]);
+        let mut config = Config([0; 64]);
+        config.0[0] = 1; // palette 1
+        for t in 0..6 {
+            config.0[16 + 2 * t] = 64; // bytes per row
+            config.0[48 + t] = 16; // rows
+        }
+        let ones = [1u8; 16 * 64];
+        // SAFETY: AMX-INT8 is usable (caller); the config is a valid palette-1 layout
+        // for tiles 0-5; the loads read 16 rows of 64 bytes inside `ones`; the tiles
+        // are released before returning, and no memory is written.
+        unsafe {
+            core::arch::asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack));
+            core::arch::asm!(
+                "tileloadd tmm4, [{p} + {s} * 1]",
+                "tileloadd tmm5, [{p} + {s} * 1]",
+                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                p = in(reg) ones.as_ptr(), s = in(reg) 64usize, options(nostack));
+            for _ in 0..steps {
+                core::arch::asm!(
+                    "tdpbusd tmm0, tmm4, tmm5",
+                    "tdpbusd tmm1, tmm4, tmm5",
+                    "tdpbusd tmm2, tmm4, tmm5",
+                    "tdpbusd tmm3, tmm4, tmm5",
                     options(nostack, nomem)
                 );
             }

@@ -60,15 +60,20 @@ const SENTINEL: f32 = f32::from_bits(0x7FC0_BEEF);
 /// Floats of sentinel after the output's last row.
 const TAIL: usize = 16;
 
-/// Every kernel this CPU runs whose ISA the forced `LEVIT_ISA` level (if any)
-/// includes.
+/// Every f32 and bf16 kernel this CPU runs whose ISA the forced `LEVIT_ISA` level (if
+/// any) includes (the int8 kernels quantize their activations and have their own
+/// tests, `tests/gemm_int8.rs`).
 fn kernels() -> Vec<GemmKernel> {
     let levels = Isa::supported();
     GemmKernel::all()
         .into_iter()
+        .filter(|k| k.precision() != Precision::Int8)
         .filter(|k| levels.iter().any(|level| level.includes(k.isa())))
         .collect()
 }
+
+/// The precisions this file tests (see [`kernels`]).
+const PRECISIONS: [Precision; 2] = [Precision::F32, Precision::Bf16];
 
 /// What a kernel computes, and so which reference and bound it is held to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +92,7 @@ impl Kind {
             (Precision::F32, _) => Kind::F32,
             (Precision::Bf16, Isa::Amx | Isa::Avx512Bf16) => Kind::Dot,
             (Precision::Bf16, _) => Kind::Widening,
+            (Precision::Int8, _) => unreachable!("int8 kernels are tested in gemm_int8.rs"),
         }
     }
 
@@ -218,6 +224,7 @@ impl Problem {
         self.args_with(match precision {
             Precision::F32 => PackedB::F32(&self.packed),
             Precision::Bf16 => PackedB::Bf16(&self.packed_bf16),
+            Precision::Int8 => unreachable!("int8 kernels are tested in gemm_int8.rs"),
         })
     }
 
@@ -517,7 +524,7 @@ fn isa_entry_points_run_the_selected_kernel() {
     let p = Problem::new(&mut rng, 30, 45, 70, true, 2, 3, Epilogue::BiasResidual);
     let np = panels(p.n);
     for isa in Isa::supported() {
-        for precision in Precision::ALL {
+        for precision in PRECISIONS {
             let kernel = GemmKernel::select(precision, isa).unwrap();
             let args = p.args(precision);
             let whole = p.run(&kernel);
@@ -544,7 +551,7 @@ fn isa_entry_points_run_the_selected_kernel() {
 #[test]
 fn selection_respects_the_level_and_names_say_isa_and_precision() {
     for level in Isa::supported() {
-        for precision in Precision::ALL {
+        for precision in PRECISIONS {
             let kernel = GemmKernel::select(precision, level)
                 .unwrap_or_else(|| panic!("no {precision} kernel for {level}"));
             assert_eq!(kernel.precision(), precision, "{level}: {kernel:?}");
@@ -584,7 +591,10 @@ fn selection_respects_the_level_and_names_say_isa_and_precision() {
         assert!(split.rows > 0 && split.panels > 0, "{kernel:?}: {split:?}");
     }
     // Every widening kernel has an f32 kernel of its ISA, its bit-exact twin.
-    for kernel in all.iter().filter(|k| Kind::of(k) == Kind::Widening) {
+    for kernel in all
+        .iter()
+        .filter(|k| k.precision() != Precision::Int8 && Kind::of(k) == Kind::Widening)
+    {
         f32_sibling(kernel);
     }
 }
@@ -596,7 +606,7 @@ fn weights_of_another_precision_are_refused() {
     for kernel in kernels() {
         let other = match kernel.precision() {
             Precision::F32 => Precision::Bf16,
-            Precision::Bf16 => Precision::F32,
+            Precision::Bf16 | Precision::Int8 => Precision::F32,
         };
         let args = p.args(other);
         assert!(kernel.check(&args, p.c0.len()).is_err(), "{kernel:?}");
@@ -620,6 +630,7 @@ fn zero_k_gives_the_epilogue_of_the_bias() {
                 b: match kernel.precision() {
                     Precision::F32 => PackedB::F32(&[]),
                     Precision::Bf16 => PackedB::Bf16(&[]),
+                    Precision::Int8 => unreachable!("not in kernels()"),
                 },
                 bias: &bias,
                 ldc: 20,
@@ -775,7 +786,7 @@ fn forced_paths_parse_and_run() {
         let name = isa.name();
         match Isa::parse(name).unwrap().require_supported() {
             Ok(isa) => {
-                for precision in Precision::ALL {
+                for precision in PRECISIONS {
                     let kernel = GemmKernel::select(precision, isa).unwrap();
                     let kind = Kind::of(&kernel);
                     let mut got = p.c0.clone();

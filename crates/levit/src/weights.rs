@@ -1,11 +1,12 @@
 //! The plan's weights bound to storage: views of the weight file, or, when a model is
-//! asked for bf16 from an f32 file, bf16 panels repacked once at load into owned,
-//! 64-byte aligned memory.
+//! asked for bf16 or int8 from an f32 file, bf16 panels or int8 panels (with their
+//! per-column scales and compensations) converted once at load into owned, 64-byte
+//! aligned memory.
 
 use levit_format::{Dtype, TensorView, WeightFile};
 use levit_graph::{Plan, TensorSpec, WeightId};
 use levit_kernels::gemm::PackedB;
-use levit_kernels::{bf16, Precision};
+use levit_kernels::{bf16, int8, Precision};
 
 use crate::{Error, Result};
 
@@ -14,6 +15,7 @@ pub(crate) fn dtype_of(precision: Precision) -> Dtype {
     match precision {
         Precision::F32 => Dtype::F32,
         Precision::Bf16 => Dtype::Bf16,
+        Precision::Int8 => Dtype::I8,
     }
 }
 
@@ -38,6 +40,12 @@ struct Line([u16; 32]);
 enum Owned {
     Bf16(std::ops::Range<usize>),
     F32(std::ops::Range<usize>),
+    /// Lines of the int8 data, then of the f32 scales, then of the i32 compensations.
+    Int8 {
+        data: std::ops::Range<usize>,
+        scale: std::ops::Range<usize>,
+        comp: std::ops::Range<usize>,
+    },
 }
 
 /// Where each plan weight's values live.
@@ -101,6 +109,34 @@ impl BoundWeights {
                     bf16::repack_f32_panels(f32_of(&view), k, n, &mut dst[..len]);
                     repacked[i] = Some(Owned::Bf16(start..start + lines));
                 }
+                (Precision::F32, Precision::Int8) => {
+                    // Stored [panels, K, 16] -> int8 [panels, KQ/4, 16, 4] plus
+                    // per-column scales and compensations (`levit_kernels::int8`).
+                    let (np, k) = (have.shape[0], have.shape[1]);
+                    let n = np * levit_kernels::NR;
+                    let len = int8::packed_len(k, n);
+                    debug_assert_eq!(len, want.len());
+                    let (data_lines, col_lines) = (len.div_ceil(64), np);
+                    let start = owned.len();
+                    grow(&mut owned, start + data_lines + 2 * col_lines)?;
+                    let (data, cols) = owned[start..].split_at_mut(data_lines);
+                    let (scale, comp) = cols.split_at_mut(col_lines);
+                    int8::quantize_f32_panels(
+                        f32_of(&view),
+                        k,
+                        n,
+                        lines_as_i8_mut(data),
+                        lines_as_f32_mut(scale),
+                        lines_as_i32_mut(comp),
+                    );
+                    let scale_start = start + data_lines;
+                    let comp_start = scale_start + col_lines;
+                    repacked[i] = Some(Owned::Int8 {
+                        data: start..scale_start,
+                        scale: scale_start..comp_start,
+                        comp: comp_start..comp_start + col_lines,
+                    });
+                }
                 (Precision::Bf16, Precision::F32) => {
                     // Widened exactly: the step runs the file's rounded weights in f32
                     // (only small stem convs do, see `levit_graph` `conv_precision`).
@@ -153,6 +189,13 @@ impl BoundWeights {
             Some(Owned::F32(lines)) => {
                 return PackedB::F32(lines_as_f32(&self.owned[lines.clone()]))
             }
+            Some(Owned::Int8 { data, scale, comp }) => {
+                return PackedB::Int8(int8::WeightsRef {
+                    data: lines_as_i8(&self.owned[data.clone()]),
+                    scale: lines_as_f32(&self.owned[scale.clone()]),
+                    comp: lines_as_i32(&self.owned[comp.clone()]),
+                })
+            }
             None => {}
         }
         let view = file.tensor_at(self.slots[id.0]);
@@ -189,6 +232,30 @@ fn lines_as_f32(lines: &[Line]) -> &[f32] {
     // lines are `16 * lines.len()` f32 (every bit pattern is a valid f32), borrowed for
     // the result's lifetime.
     unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<f32>(), lines.len() * 16) }
+}
+
+fn lines_as_i8(lines: &[Line]) -> &[i8] {
+    // SAFETY: a `Line` is 64 initialised bytes, so `lines.len()` lines are `64 *
+    // lines.len()` i8 (every bit pattern is valid, alignment 1), borrowed for the
+    // result's lifetime.
+    unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<i8>(), lines.len() * 64) }
+}
+
+fn lines_as_i32(lines: &[Line]) -> &[i32] {
+    // SAFETY: a `Line` is 64 initialised bytes at 64-byte alignment, so `lines.len()`
+    // lines are `16 * lines.len()` i32 (every bit pattern is valid), borrowed for the
+    // result's lifetime.
+    unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<i32>(), lines.len() * 16) }
+}
+
+fn lines_as_i8_mut(lines: &mut [Line]) -> &mut [i8] {
+    // SAFETY: as in `lines_as_i8`, with the exclusive borrow passed on.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<i8>(), lines.len() * 64) }
+}
+
+fn lines_as_i32_mut(lines: &mut [Line]) -> &mut [i32] {
+    // SAFETY: as in `lines_as_i32`, with the exclusive borrow passed on.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<i32>(), lines.len() * 16) }
 }
 
 fn lines_as_f32_mut(lines: &mut [Line]) -> &mut [f32] {

@@ -81,3 +81,68 @@ fn bf16_is_close_to_f32_and_a_bf16_file_refuses_f32() {
         other => panic!("expected a precision error, got {:?}", other.map(|_| ())),
     }
 }
+
+/// Largest `|a - b|` over the logits, and `max(1, max|b|)`.
+fn gap(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    (worst, b.iter().fold(1.0f32, |m, v| m.max(v.abs())))
+}
+
+#[test]
+fn int8_from_an_f32_file_is_close_to_f32_on_every_path() {
+    let config = synth::variant_config("128s").unwrap();
+    let f32_bytes = synth::random_weight_file(&config, 8).unwrap();
+    for isa in Isa::supported() {
+        let mut exact = engine(&f32_bytes, None, isa).unwrap();
+        let mut quantized = engine(&f32_bytes, Some(Precision::Int8), isa).unwrap();
+        assert_eq!(quantized.model().precision(), Precision::Int8);
+        let kernel = quantized.model().gemm_kernel(Precision::Int8).unwrap();
+        assert_eq!(kernel.precision(), Precision::Int8, "{isa}: {kernel:?}");
+        // Quantized at load into owned memory: about a quarter of the f32 weights
+        // (plus the f32 stem convs, which stay as the file has them).
+        let repacked = quantized.model().repacked_bytes();
+        let f32_bytes = quantized.model().stored_floats() * 4;
+        assert!(
+            repacked > 0 && repacked * 3 < f32_bytes,
+            "{repacked} of {f32_bytes}"
+        );
+        let x = image(exact.model().input_len());
+        let want = exact.infer(&x).unwrap().to_vec();
+        let got = quantized.infer(&x).unwrap();
+        assert!(got.iter().all(|v| v.is_finite()));
+        let (worst, scale) = gap(got, &want);
+        // The golden tests hold int8 to their measured tolerance against PyTorch;
+        // random weights (no trained activation ranges) sit well inside 0.5.
+        assert!(worst <= 0.5 * scale, "{isa}: {worst} vs scale {scale}");
+        assert!(worst > 0.0, "{isa}: int8 gave the f32 bits: not quantized?");
+    }
+}
+
+#[test]
+fn int8_results_do_not_depend_on_the_thread_count() {
+    let config = synth::variant_config("128s").unwrap();
+    let f32_bytes = synth::random_weight_file(&config, 9).unwrap();
+    let options = ModelOptions {
+        precision: Some(Precision::Int8),
+        ..ModelOptions::default()
+    };
+    let model = Arc::new(Model::from_bytes(&f32_bytes, options).unwrap());
+    let x = image(model.input_len());
+    let run = |threads| {
+        let options = levit::EngineOptions { threads };
+        let mut e = Engine::with_options(model.clone(), options).unwrap();
+        e.infer(&x)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<u32>>()
+    };
+    let one = run(1);
+    for threads in 2..=4 {
+        assert_eq!(run(threads), one, "{threads} threads");
+    }
+}

@@ -61,6 +61,13 @@ const REGISTRY: &[fn() -> Option<GemmKernel>] = &[
     #[cfg(target_arch = "x86_64")]
     super::bf16::avx2::bf16_kernel,
     super::bf16::portable::bf16_kernel,
+    #[cfg(target_arch = "x86_64")]
+    super::int8::amx::int8_kernel,
+    #[cfg(target_arch = "x86_64")]
+    super::int8::avx512vnni::int8_kernel,
+    #[cfg(target_arch = "x86_64")]
+    super::int8::avx2::int8_kernel,
+    super::int8::portable::int8_kernel,
 ];
 
 impl GemmKernel {

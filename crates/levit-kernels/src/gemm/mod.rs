@@ -84,6 +84,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod bf16;
+mod int8;
 mod kernel;
 mod portable;
 pub mod reference;
@@ -103,6 +104,8 @@ pub enum PackedB<'a> {
     F32(&'a [f32]),
     /// bf16 K-pair panels (bit patterns).
     Bf16(&'a [u16]),
+    /// int8 K-quad panels with per-column scales and compensations ([`crate::int8`]).
+    Int8(crate::int8::WeightsRef<'a>),
 }
 
 impl<'a> PackedB<'a> {
@@ -111,6 +114,7 @@ impl<'a> PackedB<'a> {
         match self {
             PackedB::F32(_) => Precision::F32,
             PackedB::Bf16(_) => Precision::Bf16,
+            PackedB::Int8(_) => Precision::Int8,
         }
     }
 
@@ -119,6 +123,7 @@ impl<'a> PackedB<'a> {
         match self {
             PackedB::F32(b) => b.len(),
             PackedB::Bf16(b) => b.len(),
+            PackedB::Int8(b) => b.data.len(),
         }
     }
 
@@ -132,6 +137,7 @@ impl<'a> PackedB<'a> {
         match self {
             PackedB::F32(_) => packed_len(k, n),
             PackedB::Bf16(_) => crate::bf16::packed_len(k, n),
+            PackedB::Int8(_) => crate::int8::packed_len(k, n),
         }
     }
 
@@ -139,7 +145,7 @@ impl<'a> PackedB<'a> {
     pub fn f32(&self) -> Option<&'a [f32]> {
         match *self {
             PackedB::F32(b) => Some(b),
-            PackedB::Bf16(_) => None,
+            _ => None,
         }
     }
 
@@ -147,16 +153,26 @@ impl<'a> PackedB<'a> {
     pub fn bf16(&self) -> Option<&'a [u16]> {
         match *self {
             PackedB::Bf16(b) => Some(b),
-            PackedB::F32(_) => None,
+            _ => None,
         }
     }
 
-    /// `B[kk][col]` as an f32 (bf16 widened exactly): for references and tests.
+    /// The int8 weights, if that is the precision.
+    pub fn int8(&self) -> Option<crate::int8::WeightsRef<'a>> {
+        match *self {
+            PackedB::Int8(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// `B[kk][col]` as an f32 (bf16 widened exactly, int8 dequantized): for references
+    /// and tests.
     pub fn at(&self, k: usize, kk: usize, col: usize) -> f32 {
         let (p, j) = (col / NR, col % NR);
         match *self {
             PackedB::F32(b) => b[(p * k + kk) * NR + j],
             PackedB::Bf16(b) => crate::bf16::from_bf16(crate::bf16::packed_at(b, k, p, kk, j)),
+            PackedB::Int8(b) => b.dequantized(k, kk, col),
         }
     }
 }
@@ -253,6 +269,9 @@ fn check_b_and_c(
     ldc: usize,
     c_len: usize,
 ) -> Result<(), String> {
+    if let PackedB::Int8(b) = b {
+        b.check(k, n)?;
+    }
     if b.len() < b.needed(k, n) {
         return Err(format!(
             "packed {} B has {} values, need {}",
