@@ -133,7 +133,10 @@ fn int8_results_do_not_depend_on_the_thread_count() {
     let model = Arc::new(Model::from_bytes(&f32_bytes, options).unwrap());
     let x = image(model.input_len());
     let run = |threads| {
-        let options = levit::EngineOptions { threads, ..Default::default() };
+        let options = levit::EngineOptions {
+            threads,
+            ..Default::default()
+        };
         let mut e = Engine::with_options(model.clone(), options).unwrap();
         e.infer(&x)
             .unwrap()
