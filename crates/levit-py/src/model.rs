@@ -62,6 +62,7 @@ impl Model {
     fn new_engine(&self) -> levit::Result<Engine> {
         let options = EngineOptions {
             threads: self.threads,
+            ..Default::default()
         };
         let engine = Engine::with_options(self.model.clone(), options)?;
         self.engines_made.fetch_add(1, Ordering::Relaxed);
