@@ -8,6 +8,24 @@
 
 use std::sync::OnceLock;
 
+/// `ldtilecfg` operand: palette 1, all eight tiles 16 rows x 64 bytes, the one tile
+/// shape every AMX kernel here uses (GEMM bf16 and int8, attention, the peak loops).
+#[repr(C, align(64))]
+pub(crate) struct TileConfig(pub(crate) [u8; 64]);
+
+/// The configuration of [`TileConfig`]'s doc.
+pub(crate) static TILES_16X64: TileConfig = {
+    let mut cfg = [0u8; 64];
+    cfg[0] = 1; // palette
+    let mut t = 0;
+    while t < 8 {
+        cfg[16 + 2 * t] = 64; // colsb, u16 little-endian
+        cfg[48 + t] = 16; // rows
+        t += 1;
+    }
+    TileConfig(cfg)
+};
+
 /// Whether AMX-BF16 tile instructions may run in this process (asked once, cached).
 pub fn amx_bf16_usable() -> bool {
     static USABLE: OnceLock<bool> = OnceLock::new();

@@ -224,43 +224,50 @@ mod x86 {
         _mm512_reduce_add_ps(sum)
     }
 
-    /// `steps` rounds of four independent AMX `tdpbf16ps` (tiles 0-3 accumulate tile 4
-    /// times tile 5, all 16 rows x 64 bytes).
-    ///
-    /// # Safety
-    /// AMX-BF16 must be usable by this process (`Isa::Amx.is_supported()`).
-    pub(super) unsafe fn amx_bf16(steps: usize) {
-        #[repr(C, align(64))]
-        struct Config([u8; 64]);
-        let mut config = Config([0; 64]);
-        config.0[0] = 1; // palette 1
-        for t in 0..6 {
-            config.0[16 + 2 * t] = 64; // bytes per row
-            config.0[48 + t] = 16; // rows
-        }
-        let ones = [0x3F80u16; 16 * 32];
-        // SAFETY: AMX is usable (caller); the config is a valid palette-1 layout for
-        // tiles 0-5; the loads read 16 rows of 64 bytes inside `ones`; the tiles are
-        // released before returning, and no memory is written.
-        unsafe {
-            core::arch::asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack));
-            core::arch::asm!(
-                "tileloadd tmm4, [{p} + {s} * 1]",
-                "tileloadd tmm5, [{p} + {s} * 1]",
-                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
-                p = in(reg) ones.as_ptr(), s = in(reg) 64usize, options(nostack));
-            for _ in 0..steps {
-                core::arch::asm!(
-                    "tdpbf16ps tmm0, tmm4, tmm5",
-                    "tdpbf16ps tmm1, tmm4, tmm5",
-                    "tdpbf16ps tmm2, tmm4, tmm5",
-                    "tdpbf16ps tmm3, tmm4, tmm5",
-                    options(nostack, nomem)
-                );
+    /// `fn $name(steps)`: `steps` rounds of four independent AMX `$op` (tiles 0-3
+    /// accumulate tile 4 times tile 5, all 16 rows x 64 bytes of `$ones`).
+    macro_rules! amx_peak_loop {
+        ($(#[$doc:meta])* $name:ident, $op:literal, $ones:expr) => {
+            $(#[$doc])*
+            pub(super) unsafe fn $name(steps: usize) {
+                let ones = $ones;
+                // SAFETY: the tile kind is usable (caller); the shared config is a
+                // valid palette-1 layout; the loads read 16 rows of 64 bytes inside
+                // `ones`; the tiles are released before returning, and no memory is
+                // written.
+                unsafe {
+                    core::arch::asm!("ldtilecfg [{}]", in(reg) crate::amx_os::TILES_16X64.0.as_ptr(),
+                        options(nostack));
+                    core::arch::asm!(
+                        "tileloadd tmm4, [{p} + {s} * 1]",
+                        "tileloadd tmm5, [{p} + {s} * 1]",
+                        "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                        p = in(reg) ones.as_ptr(), s = in(reg) 64usize, options(nostack));
+                    for _ in 0..steps {
+                        core::arch::asm!(
+                            concat!($op, " tmm0, tmm4, tmm5"),
+                            concat!($op, " tmm1, tmm4, tmm5"),
+                            concat!($op, " tmm2, tmm4, tmm5"),
+                            concat!($op, " tmm3, tmm4, tmm5"),
+                            options(nostack, nomem)
+                        );
+                    }
+                    core::arch::asm!("tilerelease", options(nostack, nomem));
+                }
             }
-            core::arch::asm!("tilerelease", options(nostack, nomem));
-        }
+        };
     }
+
+    amx_peak_loop!(
+        /// # Safety
+        /// AMX-BF16 must be usable by this process (`Isa::Amx.is_supported()`).
+        amx_bf16, "tdpbf16ps", [0x3F80u16; 16 * 32]
+    );
+    amx_peak_loop!(
+        /// # Safety
+        /// AMX-INT8 must be usable by this process.
+        amx_int8, "tdpbusd", [1u8; 16 * 64]
+    );
 
     /// [`AVX512_CHAINS`] independent `vpdpbusd` chains of `steps` steps.
     #[target_feature(enable = "avx512f,avx512vnni")]
@@ -287,44 +294,6 @@ mod x86 {
             _mm256_extracti128_si256::<1>(sum),
         );
         _mm_cvtsi128_si32(half)
-    }
-
-    /// `steps` rounds of four independent AMX `tdpbusd` (tiles 0-3 accumulate tile 4
-    /// times tile 5, all 16 rows x 64 bytes).
-    ///
-    /// # Safety
-    /// AMX-INT8 must be usable by this process.
-    pub(super) unsafe fn amx_int8(steps: usize) {
-        #[repr(C, align(64))]
-        struct Config([u8; 64]);
-        let mut config = Config([0; 64]);
-        config.0[0] = 1; // palette 1
-        for t in 0..6 {
-            config.0[16 + 2 * t] = 64; // bytes per row
-            config.0[48 + t] = 16; // rows
-        }
-        let ones = [1u8; 16 * 64];
-        // SAFETY: AMX-INT8 is usable (caller); the config is a valid palette-1 layout
-        // for tiles 0-5; the loads read 16 rows of 64 bytes inside `ones`; the tiles
-        // are released before returning, and no memory is written.
-        unsafe {
-            core::arch::asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack));
-            core::arch::asm!(
-                "tileloadd tmm4, [{p} + {s} * 1]",
-                "tileloadd tmm5, [{p} + {s} * 1]",
-                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
-                p = in(reg) ones.as_ptr(), s = in(reg) 64usize, options(nostack));
-            for _ in 0..steps {
-                core::arch::asm!(
-                    "tdpbusd tmm0, tmm4, tmm5",
-                    "tdpbusd tmm1, tmm4, tmm5",
-                    "tdpbusd tmm2, tmm4, tmm5",
-                    "tdpbusd tmm3, tmm4, tmm5",
-                    options(nostack, nomem)
-                );
-            }
-            core::arch::asm!("tilerelease", options(nostack, nomem));
-        }
     }
 
     /// [`AVX2_CHAINS`] independent FMA chains of `steps` steps.

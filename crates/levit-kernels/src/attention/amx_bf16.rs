@@ -133,22 +133,6 @@ pub(super) fn scratch_len(shape: &AttentionShape) -> usize {
     Layout::new(shape).len
 }
 
-/// `ldtilecfg` operand: palette 1, eight tiles of 16 rows x 64 bytes.
-#[repr(C, align(64))]
-struct TileConfig([u8; 64]);
-
-static CONFIG: TileConfig = {
-    let mut cfg = [0u8; 64];
-    cfg[0] = 1; // palette
-    let mut t = 0;
-    while t < 8 {
-        cfg[16 + 2 * t] = STRIDE as u8; // colsb, u16 little-endian
-        cfg[48 + t] = T as u8; // rows
-        t += 1;
-    }
-    TileConfig(cfg)
-};
-
 /// `tileloadd tmm$t, [$p + $stride*row]`.
 macro_rules! tile_load {
     ($t:literal, $p:expr, $stride:expr) => {
@@ -198,7 +182,7 @@ unsafe fn attention(
     // else on this thread uses tiles meanwhile (kernel calls do not nest), so `heads`
     // finds them configured. Its other needs are this function's contract.
     unsafe {
-        asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly, preserves_flags));
+        asm!("ldtilecfg [{}]", in(reg) crate::amx_os::TILES_16X64.0.as_ptr(), options(nostack, readonly, preserves_flags));
         heads(args, out, scratch, rows);
         asm!("tilerelease", options(nostack, nomem, preserves_flags));
     }

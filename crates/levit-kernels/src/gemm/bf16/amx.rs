@@ -103,26 +103,6 @@ pub(crate) fn bf16_kernel() -> Option<GemmKernel> {
     })
 }
 
-/// `ldtilecfg` operand: palette 1, eight tiles of 16 rows x 64 bytes.
-#[repr(C, align(64))]
-struct TileConfig([u8; 64]);
-
-impl TileConfig {
-    const fn all_16x64() -> TileConfig {
-        let mut cfg = [0u8; 64];
-        cfg[0] = 1; // palette
-        let mut t = 0;
-        while t < 8 {
-            cfg[16 + 2 * t] = STRIDE as u8; // colsb, u16 little-endian
-            cfg[48 + t] = 16; // rows
-            t += 1;
-        }
-        TileConfig(cfg)
-    }
-}
-
-static CONFIG: TileConfig = TileConfig::all_16x64();
-
 /// Stack scratch of one block call, 64-byte aligned for the tile loads and stores.
 #[repr(C, align(64))]
 struct Scratch {
@@ -158,7 +138,7 @@ unsafe fn amx_block(
     // thread uses tiles meanwhile (block calls do not nest), so `block` finds them
     // configured.
     unsafe {
-        asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly, preserves_flags));
+        asm!("ldtilecfg [{}]", in(reg) crate::amx_os::TILES_16X64.0.as_ptr(), options(nostack, readonly, preserves_flags));
         block(args, b.as_ptr(), c, rows, panels, scratch.as_mut_ptr());
         asm!("tilerelease", options(nostack, nomem, preserves_flags));
     }

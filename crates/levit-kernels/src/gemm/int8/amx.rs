@@ -65,26 +65,6 @@ pub(crate) fn int8_kernel() -> Option<GemmKernel> {
     })
 }
 
-/// `ldtilecfg` operand: palette 1, eight tiles of 16 rows x 64 bytes.
-#[repr(C, align(64))]
-struct TileConfig([u8; 64]);
-
-impl TileConfig {
-    const fn all_16x64() -> TileConfig {
-        let mut cfg = [0u8; 64];
-        cfg[0] = 1; // palette
-        let mut t = 0;
-        while t < 8 {
-            cfg[16 + 2 * t] = 64; // colsb, u16 little-endian
-            cfg[48 + t] = 16; // rows
-            t += 1;
-        }
-        TileConfig(cfg)
-    }
-}
-
-static CONFIG: TileConfig = TileConfig::all_16x64();
-
 /// # Safety
 /// As [`crate::gemm::kernel::BlockFn`].
 unsafe fn amx_block(
@@ -101,7 +81,7 @@ unsafe fn amx_block(
     // 1) and resets this thread's tiles; `tilerelease` touches no memory. Block calls
     // do not nest, so nothing else on this thread uses the tiles meanwhile.
     unsafe {
-        asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly, preserves_flags));
+        asm!("ldtilecfg [{}]", in(reg) crate::amx_os::TILES_16X64.0.as_ptr(), options(nostack, readonly, preserves_flags));
         super::drive(&TILES, args, c, rows, panels, scratch.as_mut_ptr());
         asm!("tilerelease", options(nostack, nomem, preserves_flags));
     }
