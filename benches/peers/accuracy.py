@@ -54,6 +54,8 @@ ENGINES = {
     "levit-bf16": ("levit bf16", "bf16", None, ()),
     "levit-bf16-avx512": ("levit bf16 avx512", "bf16", "avx512", ("avx512f",)),
     "levit-bf16-avx512bf16": ("levit bf16 avx512bf16", "bf16", "avx512bf16", ("avx512f", "avx512_bf16")),
+    "levit-int8": ("levit int8", "int8", None, ()),
+    "levit-int8-avx512": ("levit int8 avx512", "int8", "avx512", ("avx512f", "avx512_vnni")),
     "ov-bf16": ("OV bf16", None, None, ()),
     "ov-f32": ("OV f32", None, None, ()),
     "ort": ("ORT f32", None, None, ()),
@@ -71,7 +73,8 @@ log = cmp.log
 
 
 def read_tolerances(path: Path) -> dict:
-    """{"f32": REL_TOLERANCE, "bf16": BF16_REL_TOLERANCE} as the golden tests define them."""
+    """{"f32": REL_TOLERANCE, "bf16": BF16_REL_TOLERANCE, "int8": INT8_REL_TOLERANCE} as the golden tests
+    define them."""
     import re
 
     tol = dict(TOLERANCE)
@@ -79,7 +82,7 @@ def read_tolerances(path: Path) -> dict:
         text = path.read_text()
     except OSError:
         return tol
-    for key, const in (("f32", "REL_TOLERANCE"), ("bf16", "BF16_REL_TOLERANCE")):
+    for key, const in (("f32", "REL_TOLERANCE"), ("bf16", "BF16_REL_TOLERANCE"), ("int8", "INT8_REL_TOLERANCE")):
         m = re.search(rf"pub const {const}: f32 = ([0-9.eE+-]+);", text)
         if m:
             tol[key] = float(m.group(1))
