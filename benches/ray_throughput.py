@@ -9,7 +9,7 @@ paths, one actor per core with one intra-op thread each, top-5 with `levit.top_k
 What differs is what a user of each library runs in the actor:
 
 - levit: `levit.preprocess_batch` (Rust decode + timm's eval transform, bit-exact,
-  the whole batch in one call without the GIL) and `levit.Model(batch=...)`;
+  the whole batch in one call without the GIL) and `levit.Model(batch=8)`;
   "levit bf16" is the same with `precision="bf16"` (extra information: another
   precision, not the headline).
 - timm (PyTorch eager) and ONNX Runtime: timm's own eval transform,
@@ -219,9 +219,8 @@ def main() -> int:
         ray.data.DataContext.get_current().enable_progress_bars = False
         timm_cfg = files["data_config"]
         backends = {
-            "levit": (TimedLevit, {"model_path": files["lvt"], "batch": a.batch_size}),
-            "levit bf16": (TimedLevit, {"model_path": files["lvt"], "batch": a.batch_size,
-                                        "precision": "bf16"}),
+            "levit": (TimedLevit, {"model_path": files["lvt"]}),
+            "levit bf16": (TimedLevit, {"model_path": files["lvt"], "precision": "bf16"}),
             "timm (PyTorch eager)": (TimedTimm, {"model_path": "", "variant": a.variant,
                                                  "state": files["state"], "data_config": timm_cfg}),
             "ONNX Runtime": (TimedOrt, {"model_path": "", "onnx": files["onnx"], "data_config": timm_cfg}),
