@@ -115,47 +115,129 @@ pub(crate) fn resample_bicubic_window(
     // Horizontal pass over rows y_first..y_last, output columns left..left+cw.
     let rows = y_last - y_first;
     let mut temp = vec![0u8; rows * cw * 3];
-    for (r, trow) in temp.chunks_exact_mut(cw * 3).enumerate() {
-        let srow = &src[(y_first + r) * w as usize * 3..][..w as usize * 3];
-        match &hc {
-            Some(hc) => {
-                for (i, out) in trow.chunks_exact_mut(3).enumerate() {
-                    let (xmin, taps) = hc.bounds[i];
-                    let k = &hc.weights[i * hc.ksize..][..taps];
-                    let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
-                    for (x, &kx) in k.iter().enumerate() {
-                        let p = &srow[(xmin + x) * 3..][..3];
-                        ss[0] += p[0] as i32 * kx;
-                        ss[1] += p[1] as i32 * kx;
-                        ss[2] += p[2] as i32 * kx;
-                    }
-                    out.copy_from_slice(&[clip8(ss[0]), clip8(ss[1]), clip8(ss[2])]);
-                }
+    match &hc {
+        Some(hc) => {
+            let taps = FixedTaps::new(hc, w as usize);
+            for (r, trow) in temp.chunks_exact_mut(cw * 3).enumerate() {
+                let srow = &src[(y_first + r) * w as usize * 3..][..w as usize * 3];
+                taps.row(srow, trow);
             }
-            None => trow.copy_from_slice(&srow[left * 3..][..cw * 3]),
+        }
+        None => {
+            for (r, trow) in temp.chunks_exact_mut(cw * 3).enumerate() {
+                let srow = &src[(y_first + r) * w as usize * 3..][..w as usize * 3];
+                trow.copy_from_slice(&srow[left * 3..][..cw * 3]);
+            }
         }
     }
 
-    // Vertical pass.
+    // Vertical pass: each output row is a weighted sum of whole input rows, accumulated
+    // row by row over contiguous bytes (so it vectorizes). Integer sums do not depend on
+    // their order (i32 addition is associative, even wrapping), so each value equals
+    // Pillow's tap-by-tap sum exactly.
     match &vc {
         None => temp,
         Some(vc) => {
-            let mut out = vec![0u8; ch * cw * 3];
-            for (j, orow) in out.chunks_exact_mut(cw * 3).enumerate() {
+            let row_len = cw * 3;
+            let mut out = vec![0u8; ch * row_len];
+            let mut acc = vec![0i32; row_len];
+            for (j, orow) in out.chunks_exact_mut(row_len).enumerate() {
                 let (ymin, taps) = vc.bounds[j];
                 let k = &vc.weights[j * vc.ksize..][..taps];
-                for (i, out) in orow.chunks_exact_mut(3).enumerate() {
-                    let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
-                    for (y, &ky) in k.iter().enumerate() {
-                        let p = &temp[((ymin + y - y_first) * cw + i) * 3..][..3];
-                        ss[0] += p[0] as i32 * ky;
-                        ss[1] += p[1] as i32 * ky;
-                        ss[2] += p[2] as i32 * ky;
+                acc.fill(1 << (PRECISION_BITS - 1));
+                for (y, &ky) in k.iter().enumerate() {
+                    let trow = &temp[(ymin + y - y_first) * row_len..][..row_len];
+                    for (a, &p) in acc.iter_mut().zip(trow) {
+                        *a += p as i32 * ky;
                     }
-                    out.copy_from_slice(&[clip8(ss[0]), clip8(ss[1]), clip8(ss[2])]);
+                }
+                for (o, &a) in orow.iter_mut().zip(&acc) {
+                    *o = clip8(a);
                 }
             }
             out
+        }
+    }
+}
+
+/// The horizontal coefficients with every output pixel's window widened to the same
+/// `ksize` taps (the extra taps weigh 0 and the window is shifted left at the right
+/// edge to stay inside the row), so the inner loop has a fixed length the compiler
+/// unrolls: adding `p * 0` changes no sum, so the result equals Pillow's.
+struct FixedTaps {
+    /// First input pixel of each output pixel's window.
+    starts: Vec<usize>,
+    /// `ksize` weights per output pixel.
+    weights: Vec<i32>,
+    ksize: usize,
+}
+
+impl FixedTaps {
+    /// A row narrower than `ksize` gets windows of the whole row (`ksize` = `width`).
+    fn new(c: &Coeffs, width: usize) -> FixedTaps {
+        let k = c.ksize.min(width);
+        let mut starts = Vec::with_capacity(c.bounds.len());
+        let mut weights = vec![0i32; k * c.bounds.len()];
+        for (i, &(xmin, taps)) in c.bounds.iter().enumerate() {
+            let start = xmin.min(width - k);
+            // shift + taps <= k: taps <= ksize, and xmin + taps <= width.
+            let shift = xmin - start;
+            weights[i * k + shift..][..taps].copy_from_slice(&c.weights[i * c.ksize..][..taps]);
+            starts.push(start);
+        }
+        FixedTaps {
+            starts,
+            weights,
+            ksize: k,
+        }
+    }
+
+    /// One row: `srow` (the whole input row, RGB) into `trow` (the window's columns).
+    fn row(&self, srow: &[u8], trow: &mut [u8]) {
+        match self.ksize {
+            5 => self.row_k::<5>(srow, trow),
+            7 => self.row_k::<7>(srow, trow),
+            9 => self.row_k::<9>(srow, trow),
+            11 => self.row_k::<11>(srow, trow),
+            13 => self.row_k::<13>(srow, trow),
+            _ => self.row_any(srow, trow),
+        }
+    }
+
+    fn row_k<const K: usize>(&self, srow: &[u8], trow: &mut [u8]) {
+        for ((out, &start), k) in trow
+            .chunks_exact_mut(3)
+            .zip(&self.starts)
+            .zip(self.weights.chunks_exact(K))
+        {
+            // A constant length: the bounds checks of the unrolled loop fold away.
+            let px = &srow[start * 3..][..3 * K];
+            let k: &[i32; K] = k.try_into().expect("K weights");
+            let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
+            for t in 0..K {
+                ss[0] += px[3 * t] as i32 * k[t];
+                ss[1] += px[3 * t + 1] as i32 * k[t];
+                ss[2] += px[3 * t + 2] as i32 * k[t];
+            }
+            out.copy_from_slice(&[clip8(ss[0]), clip8(ss[1]), clip8(ss[2])]);
+        }
+    }
+
+    fn row_any(&self, srow: &[u8], trow: &mut [u8]) {
+        let k = self.ksize;
+        for ((out, &start), w) in trow
+            .chunks_exact_mut(3)
+            .zip(&self.starts)
+            .zip(self.weights.chunks_exact(k))
+        {
+            let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
+            for (t, &kx) in w.iter().enumerate() {
+                let p = &srow[(start + t) * 3..][..3];
+                ss[0] += p[0] as i32 * kx;
+                ss[1] += p[1] as i32 * kx;
+                ss[2] += p[2] as i32 * kx;
+            }
+            out.copy_from_slice(&[clip8(ss[0]), clip8(ss[1]), clip8(ss[2])]);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! and the decoders' pixel limit (parity with timm on real files:
 //! `crates/levit-cli/tests/preprocess_parity.rs`).
 
-use crate::resample::{precompute_coeffs, PRECISION_BITS};
+use crate::resample::{precompute_coeffs, resample_bicubic_window, PRECISION_BITS};
 use crate::transform::round_half_even;
 use crate::*;
 use image::{DynamicImage, GenericImageView, GrayImage, RgbImage};
@@ -106,6 +106,111 @@ fn window_coefficients_equal_pillows_full_table() {
         assert_eq!(
             win.weights[..],
             full.weights[first * full.ksize..][..count * full.ksize]
+        );
+    }
+}
+
+/// Pillow's `ImagingResampleHorizontal_8bpc` / `Vertical_8bpc` as written, over the
+/// whole image (every output pixel, taps in order), then the crop: the reference the
+/// windowed, fixed-tap and row-accumulated resampler must equal.
+fn pillow_resize_then_crop(
+    src: &RgbImage,
+    (rw, rh): (u32, u32),
+    (left, top): (u32, u32),
+    (cw, ch): (u32, u32),
+) -> Vec<u8> {
+    let clip8 = |v: i32| -> u8 {
+        if v >= (1 << PRECISION_BITS << 8) {
+            255
+        } else if v <= 0 {
+            0
+        } else {
+            (v >> PRECISION_BITS) as u8
+        }
+    };
+    let (w, h) = (src.width() as usize, src.height() as usize);
+    let mut img = src.as_raw().clone();
+    let mut cur_w = w;
+    if rw as usize != w {
+        let c = precompute_coeffs(w as u32, rw, 0, rw);
+        let mut out = vec![0u8; h * rw as usize * 3];
+        for y in 0..h {
+            for x in 0..rw as usize {
+                let (xmin, taps) = c.bounds[x];
+                for ch in 0..3 {
+                    let mut ss = 1i32 << (PRECISION_BITS - 1);
+                    for t in 0..taps {
+                        ss += img[(y * cur_w + xmin + t) * 3 + ch] as i32
+                            * c.weights[x * c.ksize + t];
+                    }
+                    out[(y * rw as usize + x) * 3 + ch] = clip8(ss);
+                }
+            }
+        }
+        img = out;
+        cur_w = rw as usize;
+    }
+    if rh as usize != h {
+        let c = precompute_coeffs(h as u32, rh, 0, rh);
+        let mut out = vec![0u8; rh as usize * cur_w * 3];
+        for y in 0..rh as usize {
+            let (ymin, taps) = c.bounds[y];
+            for x in 0..cur_w * 3 {
+                let mut ss = 1i32 << (PRECISION_BITS - 1);
+                for t in 0..taps {
+                    ss += img[(ymin + t) * cur_w * 3 + x] as i32 * c.weights[y * c.ksize + t];
+                }
+                out[y * cur_w * 3 + x] = clip8(ss);
+            }
+        }
+        img = out;
+    }
+    let mut crop = Vec::with_capacity(cw as usize * ch as usize * 3);
+    for y in top as usize..(top + ch) as usize {
+        crop.extend_from_slice(&img[(y * cur_w + left as usize) * 3..][..cw as usize * 3]);
+    }
+    crop
+}
+
+#[test]
+fn windowed_resampler_equals_pillows_full_resize() {
+    // Up- and downscales (every fixed-tap width: ksize 5 to 13 and wider), sizes left
+    // unchanged on one axis, rows narrower than the filter, and noise with full-range
+    // pixels so that the clamps to 0 and 255 are hit.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for (w, h, rw, rh, cw, ch) in [
+        (240, 240, 248, 248, 224, 224),
+        (451, 300, 372, 248, 224, 224),
+        (600, 400, 372, 248, 224, 224),
+        (900, 700, 318, 248, 224, 224),
+        (1300, 1000, 322, 248, 224, 224),
+        (2000, 1500, 330, 248, 224, 224),
+        (3000, 500, 1488, 248, 224, 224),
+        (248, 300, 248, 300, 224, 224),
+        (3, 9, 40, 20, 30, 16),
+        (2, 2, 9, 9, 9, 9),
+        (1, 6, 7, 42, 7, 7),
+        (60, 40, 372, 248, 224, 224),
+    ] {
+        let px: Vec<u8> = (0..w * h * 3)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if state.is_multiple_of(5) {
+                    255 * (state % 2) as u8
+                } else {
+                    (state >> 24) as u8
+                }
+            })
+            .collect();
+        let src = RgbImage::from_raw(w, h, px).unwrap();
+        let (left, top) = ((rw - cw) / 2, (rh - ch) / 2);
+        let ours = resample_bicubic_window(&src, (rw, rh), (left, top), (cw, ch));
+        let want = pillow_resize_then_crop(&src, (rw, rh), (left, top), (cw, ch));
+        assert!(
+            ours == want,
+            "{w}x{h} -> {rw}x{rh}, crop {cw}x{ch} at ({left}, {top})"
         );
     }
 }

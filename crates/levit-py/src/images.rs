@@ -8,7 +8,7 @@ use levit::preprocess::image::{DynamicImage, RgbImage};
 use levit::preprocess::{
     decode_image_with, read_image_file, DecodeOptions, Preprocess, PreprocessError,
 };
-use numpy::{PyArray3, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArray3, PyArray4, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -71,6 +71,80 @@ pub fn preprocess_file<'py>(
     crop_pct: Option<f64>,
 ) -> PyResult<Bound<'py, PyArray3<f32>>> {
     tensor(py, settings(img_size, crop_pct)?, || open(&path))
+}
+
+/// `_preprocess_files(paths, img_size=224, crop_pct=None, threads=1)`: the tensors of
+/// several files stacked into one new `[N, 3, S, S]` array, ready for `Model(x)` as a
+/// batch: one call and one GIL release for the whole batch (a Ray `map_batches` actor
+/// or a data loader otherwise pays Python's per-image call, `np.stack` and a copy of
+/// every tensor). `threads` > 1 splits the files over that many scoped threads, each
+/// writing its own images' slices of the output; the tensors do not depend on it. The
+/// first file that fails (in path order) is the error, naming its path.
+#[pyfunction]
+#[pyo3(name = "_preprocess_files", signature = (paths, img_size=224, crop_pct=None, threads=1))]
+pub fn preprocess_files<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    img_size: u32,
+    crop_pct: Option<f64>,
+    threads: usize,
+) -> PyResult<Bound<'py, PyArray4<f32>>> {
+    let preprocess = settings(img_size, crop_pct)?;
+    if threads == 0 || threads > levit::MAX_THREADS {
+        return Err(PyValueError::new_err(format!(
+            "threads must be in 1..={}, got {threads}",
+            levit::MAX_THREADS
+        )));
+    }
+    let s = preprocess.img_size as usize;
+    let per_image = preprocess.output_len();
+    let out = PyArray4::<f32>::zeros(py, [paths.len(), 3, s, s], false);
+    {
+        let mut guard = out.readwrite();
+        let buf = guard.as_slice_mut().expect("a new array is contiguous");
+        py.detach(|| run_files(&preprocess, &paths, buf, per_image, threads))
+            .map_err(from_preprocess)?;
+    }
+    Ok(out)
+}
+
+/// Preprocesses `paths[i]` into `buf[i * per_image..][..per_image]`, on `threads`
+/// threads (contiguous runs of files each); the error of the first failing file.
+fn run_files(
+    preprocess: &Preprocess,
+    paths: &[PathBuf],
+    buf: &mut [f32],
+    per_image: usize,
+    threads: usize,
+) -> Result<(), PreprocessError> {
+    let one = |path: &PathBuf, dst: &mut [f32]| preprocess.run_into(&open(path)?, dst);
+    let run = |paths: &[PathBuf], buf: &mut [f32]| -> Result<(), PreprocessError> {
+        paths
+            .iter()
+            .zip(buf.chunks_exact_mut(per_image))
+            .try_for_each(|(p, dst)| one(p, dst))
+    };
+    let threads = threads.min(paths.len()).max(1);
+    if threads == 1 {
+        return run(paths, buf);
+    }
+    let per_thread = paths.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths
+            .chunks(per_thread)
+            .zip(buf.chunks_mut(per_thread * per_image))
+            .map(|(p, b)| scope.spawn(move || run(p, b)))
+            .collect();
+        // Joined in path order: the first failing chunk's error is the first file's.
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| ())
+    })
 }
 
 /// `_preprocess_bytes(data, img_size=224, crop_pct=None)`: the same from an encoded

@@ -21,6 +21,7 @@ fn _levit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(images::preprocess_file, m)?)?;
     m.add_function(wrap_pyfunction!(images::preprocess_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(images::preprocess_files, m)?)?;
     m.add_function(wrap_pyfunction!(images::preprocess_rgb, m)?)?;
     m.add_function(wrap_pyfunction!(images::top_k, m)?)?;
     let names = (0..levit::imagenet::NUM_CLASSES).map(|c| levit::imagenet::name(c).unwrap_or(""));

@@ -22,8 +22,12 @@ use crate::input;
 
 /// A LeViT model loaded from a `.lvt` file; call it on normalized float32 images.
 ///
-/// `Model(path, *, threads=1, isa=None, mmap=True, verify=False, precision=None)`:
-/// `threads` is the intra-op threads of each engine (1: the calling thread only);
+/// `Model(path, *, threads=1, isa=None, mmap=True, verify=False, precision=None,
+/// batch=1)`: `threads` is the intra-op threads of each engine (1: the calling thread
+/// only); `batch` the images one engine runs at once: a call on `[N, 3, H, W]` then
+/// runs every token-wise GEMM once per chunk of up to `batch` images, reading each
+/// weight once per chunk (faster for batches; the logits are bitwise the same as
+/// `batch=1`'s; the engine's memory grows with it, see `info["engine_bytes"]`);
 /// `isa` forces a SIMD path (portable, avx2, avx512, avx512bf16, amx; default: the
 /// best this CPU has, or `LEVIT_ISA`); `mmap=False` reads the file into memory
 /// instead of mapping it; `verify=True` checks every tensor's CRC-32 and that every
@@ -43,6 +47,8 @@ pub struct Model {
     model: Arc<levit::Model>,
     path: PathBuf,
     threads: usize,
+    /// Images each engine runs at once (`EngineOptions::max_batch`).
+    batch: usize,
     /// Engines not running a call right now.
     idle: Mutex<Vec<Engine>>,
     /// Engines made so far (the most calls that were ever in flight at once).
@@ -62,7 +68,7 @@ impl Model {
     fn new_engine(&self) -> levit::Result<Engine> {
         let options = EngineOptions {
             threads: self.threads,
-            ..Default::default()
+            max_batch: self.batch,
         };
         let engine = Engine::with_options(self.model.clone(), options)?;
         self.engines_made.fetch_add(1, Ordering::Relaxed);
@@ -95,7 +101,9 @@ impl Model {
 #[pymethods]
 impl Model {
     #[new]
-    #[pyo3(signature = (path, *, threads=1, isa=None, mmap=true, verify=false, precision=None))]
+    // One Rust argument per Python keyword argument: the signature is the Python API.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (path, *, threads=1, isa=None, mmap=true, verify=false, precision=None, batch=1))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
@@ -104,7 +112,14 @@ impl Model {
         mmap: bool,
         verify: bool,
         precision: Option<&str>,
+        batch: usize,
     ) -> PyResult<Model> {
+        if batch == 0 || batch > levit::MAX_BATCH {
+            return Err(PyValueError::new_err(format!(
+                "batch must be in 1..={}, got {batch}",
+                levit::MAX_BATCH
+            )));
+        }
         let isa = isa
             .map(Isa::parse)
             .transpose()
@@ -131,6 +146,7 @@ impl Model {
             model: Arc::new(loaded),
             path,
             threads: threads.max(1),
+            batch,
             idle: Mutex::new(Vec::new()),
             engines_made: AtomicUsize::new(0),
             last_input: AtomicUsize::new(0),
@@ -241,7 +257,12 @@ impl Model {
         d.set_item("precision", m.precision().name())?;
         d.set_item("file_size", m.file().file_len())?;
         d.set_item("threads", self.threads)?;
-        d.set_item("engine_bytes", m.engine_bytes(self.threads))?;
+        d.set_item("batch", self.batch)?;
+        let options = EngineOptions {
+            threads: self.threads,
+            max_batch: self.batch,
+        };
+        d.set_item("engine_bytes", m.engine_bytes_with(options).map_err(to_py)?)?;
         Ok(d)
     }
 
@@ -256,6 +277,12 @@ impl Model {
     fn input_shape(&self) -> (usize, usize, usize) {
         let c = self.model.config();
         (c.in_chans, c.img_size, c.img_size)
+    }
+
+    /// Images each engine runs at once (the `batch` option).
+    #[getter]
+    fn batch(&self) -> usize {
+        self.batch
     }
 
     /// Intra-op threads of each engine.
@@ -283,14 +310,15 @@ impl Model {
     fn __repr__(&self) -> String {
         let c = self.model.config();
         format!(
-            "levit.Model({:?}, variant={:?}, classes={}, img_size={}, isa={:?}, precision={:?}, threads={})",
+            "levit.Model({:?}, variant={:?}, classes={}, img_size={}, isa={:?}, precision={:?}, threads={}, batch={})",
             self.path.display().to_string(),
             c.variant,
             c.num_classes,
             c.img_size,
             self.model.isa().name(),
             self.model.precision().name(),
-            self.threads
+            self.threads,
+            self.batch
         )
     }
 }

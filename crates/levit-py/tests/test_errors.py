@@ -60,6 +60,8 @@ def test_format_error_is_a_value_error():
         ({"isa": "sse9"}, "sse9"),
         ({"precision": "fp7"}, "fp7"),
         ({"threads": levit.MAX_THREADS + 1}, "intra-op threads"),
+        ({"batch": 0}, "batch must be"),
+        ({"batch": 1_000_000}, "batch must be"),
     ],
 )
 def test_bad_options_are_value_errors(kwargs, message, tiny_model):
@@ -91,6 +93,25 @@ def test_preprocess_errors(tmp_path):
         levit.preprocess(12)
     with pytest.raises(ValueError):
         levit.preprocess(IMAGES / "chelsea.png", crop_pct=1.5)
+
+
+def test_preprocess_batch_errors(tmp_path):
+    good = IMAGES / "chelsea.png"
+    (tmp_path / "fake.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    # The first failing file in path order is the error, whichever thread met it.
+    for threads in (1, 3):
+        with pytest.raises(FileNotFoundError, match="missing.jpg"):
+            levit.preprocess_batch([good, tmp_path / "missing.jpg", good, tmp_path / "fake.jpg"], threads=threads)
+        with pytest.raises(ValueError, match="fake.jpg"):
+            levit.preprocess_batch([good, good, good, tmp_path / "fake.jpg"], threads=threads)
+    with pytest.raises(OSError):
+        levit.preprocess_batch([tmp_path])
+    with pytest.raises(TypeError, match="list of paths"):
+        levit.preprocess_batch(str(good))
+    with pytest.raises(ValueError, match="threads"):
+        levit.preprocess_batch([good], threads=0)
+    with pytest.raises(ValueError):
+        levit.preprocess_batch([good], crop_pct=0.0)
 
 
 def test_classify_errors(tiny_model, tmp_path):

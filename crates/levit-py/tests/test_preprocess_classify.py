@@ -88,3 +88,29 @@ def test_classify_equals_the_cli(tiny_model, levit_cli):
     # A directory is walked as the CLI walks it.
     same_rows(levit.classify(str(IMAGES), levit.Model(tiny_model), top=3),
               cli_classify(levit_cli, tiny_model, [str(IMAGES)], top=3))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_preprocess_batch_stacks_the_single_image_tensors(threads):
+    # Every committed image (all formats and layouts) in one batch, in a shuffled order
+    # so each thread's run of files mixes them: image i must equal preprocess(paths[i]).
+    paths = [IMAGES / n for n in NAMES]
+    paths = paths[1::2] + paths[::2]
+    x = levit.preprocess_batch(paths, threads=threads)
+    assert x.dtype == np.float32 and x.shape == (len(paths), 3, 224, 224) and x.flags.c_contiguous
+    for i, p in enumerate(paths):
+        assert np.array_equal(bits(x[i]), bits(levit.preprocess(p))), p.name
+    fb = levit.preprocess_batch([str(IMAGES / "chelsea.png")], crop_pct=0.875, img_size=160)
+    assert np.array_equal(bits(fb[0]), bits(levit.preprocess(IMAGES / "chelsea.png", crop_pct=0.875, img_size=160)))
+    assert levit.preprocess_batch([]).shape == (0, 3, 224, 224)
+
+
+def test_batched_engine_equals_one_image_at_a_time(tiny_model):
+    x = levit.preprocess_batch([IMAGES / n for n in NAMES])  # 21: chunks of 8, 8 and 5
+    ref = levit.Model(tiny_model)(x)
+    for batch in (2, 8, 32):
+        model = levit.Model(tiny_model, batch=batch)
+        assert model.batch == batch and model.info["batch"] == batch
+        assert np.array_equal(bits(model(x)), bits(ref)), batch
+        assert np.array_equal(bits(model(x[3])), bits(ref[3:4])), batch
+    assert levit.Model(tiny_model, batch=8).info["engine_bytes"] > levit.Model(tiny_model).info["engine_bytes"]

@@ -32,6 +32,7 @@ class ModelInfo(TypedDict):
     precision: str
     file_size: int
     threads: int
+    batch: int
     engine_bytes: int
 
 class Model:
@@ -41,7 +42,9 @@ class Model:
     forces a SIMD path (`portable`, `avx2`, `avx512`, `avx512bf16`, `amx`; default: the
     best this CPU has, or `LEVIT_ISA`). `mmap=False` reads the file into memory instead
     of mapping it. `verify=True` checks every tensor's CRC-32 and finiteness at load.
-    `precision="bf16"` runs the GEMMs in bfloat16 (`"f32"`: the file's own).
+    `precision="bf16"` runs the GEMMs in bfloat16 (`"f32"`: the file's own). `batch` is
+    the images one engine runs at once: `[N, 3, H, W]` calls then read each weight once
+    per chunk of up to `batch` images (same logits bit for bit, a larger arena).
 
     One Model is shared by any number of Python threads: each call in flight runs on its
     own engine with the GIL released.
@@ -56,6 +59,7 @@ class Model:
         mmap: bool = True,
         verify: bool = False,
         precision: str | None = None,
+        batch: int = 1,
     ) -> None: ...
     def __call__(self, x: npt.NDArray[np.floating[Any]], /) -> npt.NDArray[np.float32]:
         """Same as `infer`."""
@@ -78,6 +82,8 @@ class Model:
     def input_shape(self) -> tuple[int, int, int]: ...
     @property
     def threads(self) -> int: ...
+    @property
+    def batch(self) -> int: ...
     def _last_input_address(self) -> int: ...
     def _engines_made(self) -> int: ...
 
@@ -86,6 +92,9 @@ def top_k(logits: npt.NDArray[np.float32], k: int = 5) -> list[Any]:
     `[N, classes]` logits (a list of such lists)."""
 
 def _preprocess_file(path: str, img_size: int = 224, crop_pct: float | None = None) -> npt.NDArray[np.float32]: ...
+def _preprocess_files(
+    paths: list[str], img_size: int = 224, crop_pct: float | None = None, threads: int = 1
+) -> npt.NDArray[np.float32]: ...
 def _preprocess_bytes(data: bytes, img_size: int = 224, crop_pct: float | None = None) -> npt.NDArray[np.float32]: ...
 def _preprocess_rgb(
     pixels: bytes, width: int, height: int, img_size: int = 224, crop_pct: float | None = None
