@@ -249,26 +249,32 @@ fn edited_int8_file(
         })
         .collect();
     // Typed copies of the bytes (the writer takes typed slices).
-    let typed: Vec<(Vec<f32>, Vec<i8>, Vec<i32>, Vec<u16>)> = kept
+    enum Typed {
+        F32(Vec<f32>),
+        I8(Vec<i8>),
+        I32(Vec<i32>),
+        Bf16(Vec<u16>),
+    }
+    let typed_data: Vec<Typed> = kept
         .iter()
         .map(|(_, d, _, b)| match d {
-            Dtype::F32 => (typed(b), vec![], vec![], vec![]),
-            Dtype::I8 => (vec![], typed(b), vec![], vec![]),
-            Dtype::I32 => (vec![], vec![], typed(b), vec![]),
-            Dtype::Bf16 => (vec![], vec![], vec![], typed(b)),
+            Dtype::F32 => Typed::F32(typed(b)),
+            Dtype::I8 => Typed::I8(typed(b)),
+            Dtype::I32 => Typed::I32(typed(b)),
+            Dtype::Bf16 => Typed::Bf16(typed(b)),
         })
         .collect();
     let tensors: Vec<TensorData> = kept
         .iter()
-        .zip(&typed)
-        .map(|((name, d, shape, _), (f, q, c, h))| TensorData {
+        .zip(&typed_data)
+        .map(|((name, _, shape, _), data)| TensorData {
             name,
             shape,
-            data: match d {
-                Dtype::F32 => TensorBytes::F32(f),
-                Dtype::I8 => TensorBytes::I8(q),
-                Dtype::I32 => TensorBytes::I32(c),
-                Dtype::Bf16 => TensorBytes::Bf16(h),
+            data: match data {
+                Typed::F32(v) => TensorBytes::F32(v),
+                Typed::I8(v) => TensorBytes::I8(v),
+                Typed::I32(v) => TensorBytes::I32(v),
+                Typed::Bf16(v) => TensorBytes::Bf16(v),
             },
         })
         .collect();
@@ -292,7 +298,7 @@ fn malformed_int8_files_are_typed_errors() {
         }))
         .unwrap_err();
         assert!(
-            matches!(&e, Error::MissingTensors(v) if v == &[gone.clone()]),
+            matches!(&e, Error::MissingTensors(v) if v == std::slice::from_ref(&gone)),
             "{e}"
         );
     }
