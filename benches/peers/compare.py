@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""levit-rs (f32 and bf16) against its peers: ONNX Runtime, OpenVINO (f32 and default bf16), PyTorch eager.
+"""levit-rs (f32, bf16, int8) against its peers: ONNX Runtime, OpenVINO (f32, default bf16), PyTorch eager, int8 peers.
 
 Same weights, same input, same run. For every variant it takes a seeded trained-like
 random checkpoint from `levit-weights dump`, builds the timm model from the timm-layout
@@ -8,7 +8,12 @@ OpenVINO) and uses the converted `.lvt` for levit-bench, once in f32 and once wi
 `--precision bf16` (the f32 file repacked to bf16 at load). Every engine's logits on one
 fixed input are checked against PyTorch eager f32; latency is batch 1, 3x224x224,
 measured as the best median of `--rounds` interleaved runs (levit, levit-bf16, ort,
-ov-f32, ov-bf16, torch, levit, ...), per thread count.
+ov-f32, ov-bf16, torch, levit, ...), per thread count. `levit int8` (`--precision int8`:
+the f32 file quantized at load, the same bits as its int8 file) is measured by default;
+`--int8` adds the int8 peers, OpenVINO with NNCF post-training quantization and ONNX
+Runtime QDQ, each in its most accurate config measured here (int8_peers.py: exported
+after timm's `.fuse()`, calibrated on random crops of the committed photos; each takes
+tens of seconds to quantize per variant and thread count, hence the flag).
 
 Each Python peer runs in its own spawned worker process (its own peak RSS, no thread
 pools shared with the other peers); only one process computes at a time. levit runs as
@@ -18,6 +23,7 @@ pools shared with the other peers); only one process computes at a time. levit r
     python benches/peers/compare.py --variants 128s --threads 1 --iters 50 --rounds 1
     python benches/peers/compare.py --iters 1000 --markdown --out results.json
     python benches/peers/compare.py --throughput --variants 128s,384   # batch-8 images/s per core only
+    python benches/peers/compare.py --int8 --engines levit,levit-bf16,levit-int8   # + the int8 peers
 
 `--throughput` measures only the batch-8 throughput table (throughput.py): levit against
 OpenVINO f32 (PERFORMANCE_HINT=THROUGHPUT) and ONNX Runtime on 1 and 2 cores.
@@ -42,13 +48,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 VARIANTS = ("128s", "128", "192", "256", "384")
-ENGINES = ("levit", "levit-bf16", "ort", "ov-f32", "ov-bf16", "torch")
-LABEL = {"levit": "levit", "levit-bf16": "levit bf16", "ort": "ORT", "ov-f32": "OV f32", "ov-bf16": "OV bf16",
-         "torch": "torch"}
+ENGINES = ("levit", "levit-bf16", "levit-int8", "ort", "ov-f32", "ov-bf16", "torch", "ov-int8", "ort-int8")
+DEFAULT_ENGINES = ENGINES[:7]
+INT8_PEERS = ("ov-int8", "ort-int8")  # slow to build (post-training quantization): only with --int8
+LABEL = {"levit": "levit", "levit-bf16": "levit bf16", "levit-int8": "levit int8", "ort": "ORT", "ov-f32": "OV f32",
+         "ov-bf16": "OV bf16", "torch": "torch", "ov-int8": "OV int8 (NNCF)", "ort-int8": "ORT int8 (QDQ)"}
 # levit rows: engine -> the --precision it runs with (None: the file's own, f32 here; so a
 # levit build from before the precision axis still runs the f32 row)
-LEVIT_ENGINES = {"levit": None, "levit-bf16": "bf16"}
-PY_ENGINES = ("ort", "ov-f32", "ov-bf16", "torch")
+LEVIT_ENGINES = {"levit": None, "levit-bf16": "bf16", "levit-int8": "int8"}
+PY_ENGINES = ("ort", "ov-f32", "ov-bf16", "torch") + INT8_PEERS
 # levit-bench JSON keys kept per round (the kernel and peak keys are absent in older builds)
 LEVIT_ROUND_KEYS = ("median_ms", "p90_ms", "p99_ms", "min_ms", "iters", "peak_pct")
 LEVIT_INFO_KEYS = ("isa", "gmac", "precision", "gemm_kernel", "repacked_bytes", "peak_gmacs")
@@ -154,7 +162,16 @@ def _load_peer(kind: str, spec: dict):
     threads = spec["threads"]
     x = np.load(spec["input"])
     info: dict = {}
-    if kind == "ort":
+    if kind in INT8_PEERS:
+        import int8_peers  # this directory is on sys.path of the spawned worker (see peer_worker)
+
+        calib = list(np.load(spec["calib"]))
+        run_x, info = int8_peers.build(kind.split("-")[0], "best", Path(spec["fused_onnx"]), calib,
+                                       Path(spec["work"]), threads)
+
+        def run():
+            return run_x(x)
+    elif kind == "ort":
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -222,10 +239,15 @@ def peer_worker(conn, kind: str, spec: dict) -> None:
     try:
         import numpy as np  # noqa: F401 - part of the import baseline
 
+        sys.path.insert(0, str(HERE))  # int8_peers
         if kind == "torch":
             import safetensors.torch  # noqa: F401
             import timm  # noqa: F401
             import torch  # noqa: F401
+        elif kind in INT8_PEERS:
+            import nncf  # noqa: F401
+            import onnxruntime  # noqa: F401
+            import openvino  # noqa: F401
         elif kind == "ort":
             import onnxruntime  # noqa: F401
         else:
@@ -407,6 +429,20 @@ def prepare_variant(name: str, dump_dir: Path, work: Path, x, opset: int, levit_
         ref = model(xt).numpy().astype(np.float32)
     np.save(work / f"{name}.reference.npy", ref)
     onnx_info = export_onnx(model, xt, work / f"{name}.onnx", opset)
+    int8_info = {}
+    if any(e in INT8_PEERS for e in engines):
+        # the int8 peers' recipe (int8_peers.py): the fused export, calibrated on random
+        # crops of the committed photos (accuracy.py's calibration set)
+        sys.path.insert(0, str(HERE))
+        import accuracy
+        import int8_peers
+
+        fused = work / f"{name}.fused.onnx"
+        int8_info["onnx_fused"] = export_onnx(int8_peers.fused_copy(model), xt, fused, opset)
+        crops, _ = accuracy.photo_inputs(model, REPO / "tests" / "fixtures" / "images", 3, 1)
+        calib = np.stack([im for n, im in crops if "#crop" in n]).astype(np.float32)
+        np.save(work / f"{name}.calib.npy", calib)
+        int8_info.update(fused_onnx=str(fused), calib=str(work / f"{name}.calib.npy"), calib_images=len(calib))
 
     checks = {}
     for e, precision in LEVIT_ENGINES.items():
@@ -416,7 +452,7 @@ def prepare_variant(name: str, dump_dir: Path, work: Path, x, opset: int, levit_
         checks[e] = {"ok": False, "error": err} if err else compare_logits(ref, y)
     return {"name": name, "checkpoint": str(ckpt), "lvt": str(lvt), "onnx": onnx_info,
             "reference_max_abs": float(np.max(np.abs(ref))), "reference_top5": [int(i) for i in np.argsort(-ref[0])[:5]],
-            "levit_check": checks["levit"], "levit_checks": checks}
+            "levit_check": checks["levit"], "levit_checks": checks, "int8_peers": int8_info}
 
 
 # --------------------------------------------------------------------------------------
@@ -440,7 +476,8 @@ def measure(args, prepared: dict, threads: int, name: str, levit_bin: Path) -> d
     ctx = mp.get_context("spawn")
     p = prepared[name]
     spec = {"threads": threads, "input": str(Path(args.work) / "input.npy"), "onnx": p["onnx"]["path"],
-            "checkpoint": p["checkpoint"], "timm_name": name}
+            "checkpoint": p["checkpoint"], "timm_name": name, "work": str(args.work),
+            "fused_onnx": p.get("int8_peers", {}).get("fused_onnx"), "calib": p.get("int8_peers", {}).get("calib")}
     ref = __import__("numpy").load(Path(args.work) / f"{name}.reference.npy")
     res: dict = {e: {"engine": e, "rounds": []} for e in args.engines}
     peers: dict[str, Peer] = {}
@@ -511,6 +548,12 @@ def measure(args, prepared: dict, threads: int, name: str, levit_bin: Path) -> d
     lv16, ov16 = res.get("levit-bf16", {}).get("median_ms"), res.get("ov-bf16", {}).get("median_ms")
     if lv16 and ov16:  # the like-for-like bf16 comparison
         ratios["levit-bf16/ov-bf16"] = lv16 / ov16
+    lv8 = res.get("levit-int8", {}).get("median_ms")
+    peers8 = [res[e]["median_ms"] for e in INT8_PEERS if res.get(e, {}).get("median_ms")]
+    if lv8 and peers8:  # the issue's target: <= 0.85 x the faster int8 peer
+        ratios["levit-int8/best-int8-peer"] = lv8 / min(peers8)
+    if lv8 and lv:
+        ratios["levit-int8/levit"] = lv8 / lv
     return {"threads": threads, "variant": name, "iters": args.iters, "engines": res, "ratios": ratios}
 
 
@@ -554,7 +597,12 @@ def report(results: list[dict], engines: list[str], markdown: bool) -> str:
                       if k in engines and "levit" in engines][:2]
         if "levit-bf16" in engines and "ov-bf16" in engines:
             ratio_keys.append("levit-bf16/ov-bf16")
-        headers += ["/".join(LABEL[e] for e in k.split("/")) for k in ratio_keys]
+        if "levit-int8" in engines and any(e in engines for e in INT8_PEERS):
+            ratio_keys.append("levit-int8/best-int8-peer")
+        if "levit-int8" in engines and "levit" in engines:
+            ratio_keys.append("levit-int8/levit")
+        label = dict(LABEL, **{"best-int8-peer": "best int8 peer"})
+        headers += ["/".join(label[e] for e in k.split("/")) for k in ratio_keys]
         headers += [f"Δ {LABEL[e]}" for e in engines if e != "torch"]
         rows = []
         for r in rows_t:
@@ -635,7 +683,10 @@ def main(argv=None) -> int:
     ap.add_argument("--max-round-s", type=float, default=15.0,
                     help="a Python peer's timed loop stops after this many seconds (keeping at least "
                          f"{MIN_ITERS} runs): bounds the run time when a machine is overloaded (default 15)")
-    ap.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
+    ap.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                    help=f"subset of {','.join(ENGINES)} (default {','.join(DEFAULT_ENGINES)})")
+    ap.add_argument("--int8", action="store_true",
+                    help=f"add the int8 peers ({', '.join(LABEL[e] for e in INT8_PEERS)}) and levit int8 to --engines")
     ap.add_argument("--dump", type=Path, help="levit-weights dump dir with checkpoints to reuse (missing variants "
                                               "are dumped into it); default <cache>/dump")
     ap.add_argument("--cache", type=Path, default=default_cache, help=f"cache dir (default {default_cache})")
@@ -655,6 +706,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if args.int8:
+        args.engines += ["levit-int8", *INT8_PEERS]
     bad = [e for e in args.engines if e not in ENGINES]
     if bad:
         ap.error(f"unknown engine(s) {bad}; choose from {ENGINES}")

@@ -52,8 +52,9 @@ def fused_copy(model):
     return m
 
 
-def build(kind: str, config: str, fused_onnx: Path, calib, work: Path):
-    """Returns (run(x[1,3,H,W]) -> logits, info) for one int8 peer."""
+def build(kind: str, config: str, fused_onnx: Path, calib, work: Path, threads: int | None = None):
+    """Returns (run(x[1,3,H,W]) -> logits, info) for one int8 peer. `threads`: intra-op
+    threads (compare.py's latency rows); None: ORT 1, OpenVINO its default."""
     import numpy as np
 
     t0 = time.time()
@@ -69,7 +70,10 @@ def build(kind: str, config: str, fused_onnx: Path, calib, work: Path):
                 smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1))
         q = nncf.quantize(model, nncf.Dataset([np.ascontiguousarray(x[None]) for x in calib]),
                           model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calib), **params)
-        compiled = ov.Core().compile_model(q, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
+        ov_config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if threads:
+            ov_config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(q, "CPU", ov_config)
         req = compiled.create_infer_request()
         out = compiled.output(0)
         info.update(version=ov.__version__, nncf=nncf.__version__, quantize_s=time.time() - t0)
@@ -99,7 +103,9 @@ def build(kind: str, config: str, fused_onnx: Path, calib, work: Path):
     quantize_static(str(pre), str(out), Reader(), **kw)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = threads or 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     info.update(version=ort.__version__, quantize_s=time.time() - t0, model=str(out))

@@ -57,6 +57,10 @@ pub struct Args {
     /// of an f32 file converts the weights at load, and the load time includes that).
     #[arg(long)]
     pub precision: Option<String>,
+    /// With int8: layers to keep in float (bf16), comma separated (stem, head, stage0,
+    /// ..., all, or a dotted prefix of a weight name); see `levit --help`.
+    #[arg(long, value_name = "LAYERS")]
+    pub keep_float: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

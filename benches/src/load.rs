@@ -23,9 +23,14 @@ pub fn load(args: &Args) -> Result<Loaded> {
         .map(Precision::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let keep_float = match &args.keep_float {
+        Some(list) => levit::KeepFloat::parse(list).map_err(anyhow::Error::msg)?,
+        None => levit::KeepFloat::none(),
+    };
     let options = ModelOptions {
         isa,
         precision,
+        keep_float,
         mode: if args.owned {
             LoadMode::Owned
         } else {
@@ -36,7 +41,7 @@ pub fn load(args: &Args) -> Result<Loaded> {
     let (model, load_ms, source) = match (&args.model, &args.variant) {
         (Some(path), _) => {
             let t = Instant::now();
-            let m = Model::load_with(path, options)
+            let m = Model::load_with(path, options.clone())
                 .with_context(|| format!("loading {}", path.display()))?;
             (m, t.elapsed(), path.display().to_string())
         }

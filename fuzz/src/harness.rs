@@ -27,7 +27,7 @@ pub fn load_and_run(bytes: &[u8]) -> bool {
         verify_checksums: true,
         ..ModelOptions::default()
     };
-    let result = match Model::from_bytes(bytes, options) {
+    let result = match Model::from_bytes(bytes, options.clone()) {
         Err(Error::Format(FormatError::Checksum { .. })) => {
             options.verify_checksums = false;
             Model::from_bytes(bytes, options)

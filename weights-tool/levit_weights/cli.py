@@ -33,8 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--act", choices=ACTS,
                    help="activation, for configs that match no known variant (default hard_swish)")
     c.add_argument("--precision", choices=PRECISIONS, default="f32",
-                   help="how the GEMM/conv weights are stored: f32 (default; format version 1) or "
-                        "bf16 (packed bf16 panels, format version 2; biases and attention biases stay f32)")
+                   help="how the GEMM/conv weights are stored: f32 (default; format version 1), "
+                        "bf16 (packed bf16 panels, format version 2; biases and attention biases stay f32) "
+                        "or int8 (per-output-channel int8 panels with their scales and zero-point "
+                        "compensations, format version 2; no calibration: activations are quantized per "
+                        "token at run time; the RGB stem conv stays f32)")
+    c.add_argument("--keep-float", type=_layer_list, default=(), metavar="LAYERS",
+                   help="with --precision int8: keep these layers in float (bf16), comma separated: stem, "
+                        "head, stage0, stage1, ..., all, or a dotted prefix of a weight name "
+                        "(stages.1.blocks.0.mlp.fc1)")
     c.add_argument("-q", "--quiet", action="store_true", help="no summary line")
 
     r = sub.add_parser(
@@ -44,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
                     "bf16 -> f32 gives the f32 file of the bf16-rounded weights.")
     r.add_argument("model", metavar="MODEL")
     r.add_argument("-o", "--output", required=True, metavar="OUT", help="output .lvt path")
-    r.add_argument("--precision", choices=PRECISIONS, required=True)
+    r.add_argument("--precision", choices=PRECISIONS, required=True,
+                   help="f32 <-> bf16, or f32 -> int8 (what `convert --precision int8` writes)")
+    r.add_argument("--keep-float", type=_layer_list, default=(), metavar="LAYERS",
+                   help="with --precision int8: layers to keep in float (bf16), as for convert")
 
     d = sub.add_parser(
         "dump", help="write golden PyTorch outputs for seeded random models",
@@ -74,10 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _layer_list(text: str) -> tuple:
+    """--keep-float LAYERS: comma separated names (checked against the model later)."""
+    names = tuple(n.strip() for n in text.split(","))
+    if any(not n for n in names):
+        raise argparse.ArgumentTypeError(f"empty layer name in {text!r}")
+    return names
+
+
 def _convert(a) -> None:
     from .convert import convert_checkpoint
 
-    r = convert_checkpoint(a.checkpoint, a.output, variant=a.variant, act=a.act, precision=a.precision)
+    r = convert_checkpoint(a.checkpoint, a.output, variant=a.variant, act=a.act, precision=a.precision,
+                           keep_float=a.keep_float)
     for w in r.warnings:
         warn(w)
     if not a.quiet:
@@ -96,7 +115,8 @@ def _inspect(a) -> None:
     counts = ", ".join(f"{n} {d}" for d, n in sorted(Counter(dtypes.values()).items()))
     print(f"{a.model}: format {f.metadata['format']} v{f.metadata['format_version']}, "
           f"{len(f.tensors)} tensors, data at {f.data_start}, all CRCs and alignment OK")
-    print(f"precision: {f.precision} ({counts})")
+    kept = f", kept in float: {','.join(f.keep_float)}" if f.keep_float else ""
+    print(f"precision: {f.precision} ({counts}{kept})")
     print(f"source: {f.metadata.get('source', '')}")
     print("config: " + json.dumps(f.config_json))
     for k, v in f.tensors.items():
@@ -111,7 +131,7 @@ def main(argv=None) -> int:
         elif args.cmd == "recast":
             from .convert import recast_lvt
 
-            size = recast_lvt(args.model, args.output, args.precision)
+            size = recast_lvt(args.model, args.output, args.precision, args.keep_float)
             print(f"wrote {args.output} ({size / 1e6:.2f} MB, {args.precision})")
         elif args.cmd == "dump":
             from .dump import parse_img_sizes, run_dump, run_size_dump

@@ -1,7 +1,7 @@
 """The .lvt container (docs/weight-format.md): writer, a strict reader, the tensor table.
 
 Tensors are numpy arrays whose numpy dtype says the stored dtype: little-endian f32
-(`F32`), uint16 bf16 bit patterns (`BF16`) or int8 (`I8`). A file is format version 1
+(`F32`), uint16 bf16 bit patterns (`BF16`), int8 (`I8`) or little-endian int32 (`I32`). A file is format version 1
 when every tensor is F32 (byte for byte what this tool wrote before version 2) and
 version 2 otherwise.
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import LevitConfig, img_size_problem
 from .errors import LevitWeightsError
-from .pack import PRECISIONS, bf16_packed_shape, pad16
+from .pack import F32_CONV_MAX_CIN, PRECISIONS, bf16_packed_shape, int8_packed_shape, keeps, pad16
 
 FORMAT = "levit-rs"
 FORMAT_VERSION = "2"  # the newest; all-F32 files are still written as version 1
@@ -33,9 +33,9 @@ SUPPORTED_VERSIONS = ("1", "2")
 ALIGN = 64
 
 # safetensors dtype string <-> the numpy dtype holding its elements
-DTYPES = {"F32": np.dtype("<f4"), "BF16": np.dtype("<u2"), "I8": np.dtype("i1")}
+DTYPES = {"F32": np.dtype("<f4"), "BF16": np.dtype("<u2"), "I8": np.dtype("i1"), "I32": np.dtype("<i4")}
 # dtypes each format version may store
-VERSION_DTYPES = {"1": ("F32",), "2": ("F32", "BF16", "I8")}
+VERSION_DTYPES = {"1": ("F32",), "2": ("F32", "BF16", "I8", "I32")}
 
 
 def dtype_name(arr: np.ndarray) -> str:
@@ -73,16 +73,43 @@ def expected_shapes(cfg: LevitConfig, precision: str = "f32") -> "OrderedDict[st
     return OrderedDict((k, shape) for k, (_, shape) in expected_table(cfg, precision).items())
 
 
-def expected_table(cfg: LevitConfig, precision: str = "f32") -> "OrderedDict[str, tuple[str, tuple[int, ...]]]":
+def int8_companion_names(weight: str) -> tuple[str, str]:
+    """The per-column scale (F32) and compensation (I32) tensors beside an int8 weight."""
+    return f"{weight}_scale", f"{weight}_comp"
+
+
+def int8_layer_dtype(cfg: LevitConfig, name: str, keep_float=()) -> str:
+    """How an int8 file stores the GEMM weight `name`: BF16 where --keep-float keeps its
+    layer, F32 for a stem conv over at most F32_CONV_MAX_CIN channels (it runs in f32),
+    else I8."""
+    layer = name[: -len(".weight")]
+    if keeps(keep_float, layer):
+        return "BF16"
+    if layer.startswith("stem.") and cfg.stem_channels()[int(layer[5:])] <= F32_CONV_MAX_CIN:
+        return "F32"
+    return "I8"
+
+
+def expected_table(cfg: LevitConfig, precision: str = "f32",
+                   keep_float=()) -> "OrderedDict[str, tuple[str, tuple[int, ...]]]":
     """Every tensor of a .lvt for cfg in the documented order: name -> (dtype, shape).
-    In bf16 the GEMM weights are BF16; biases and attention-bias tables stay F32."""
+    In bf16 the GEMM weights are BF16; in int8 they are I8 (each followed by its F32
+    `_scale` and I32 `_comp`), except the layers `keep_float` keeps (BF16) and the small
+    stem convs (F32); biases and attention-bias tables stay F32."""
     if precision not in PRECISIONS:
         raise AssertionError(f"unknown precision {precision!r}")
     out: "OrderedDict[str, tuple[str, tuple[int, ...]]]" = OrderedDict()
     for name, entry in _table(cfg).items():
         if entry[0] == "gemm":
             k, n = entry[1], entry[2]
-            out[name] = ("BF16", bf16_packed_shape(k, n)) if precision == "bf16" else ("F32", _P(k, n))
+            dtype = {"f32": "F32", "bf16": "BF16"}.get(precision) or int8_layer_dtype(cfg, name, keep_float)
+            if dtype == "I8":
+                out[name] = ("I8", int8_packed_shape(k, n))
+                scale, comp = int8_companion_names(name)
+                out[scale] = ("F32", _B(n))
+                out[comp] = ("I32", _B(n))
+            else:
+                out[name] = ("BF16", bf16_packed_shape(k, n)) if dtype == "BF16" else ("F32", _P(k, n))
         else:
             out[name] = ("F32", entry[1])
     return out
@@ -161,8 +188,8 @@ def write_lvt(path: str, tensors: "OrderedDict[str, np.ndarray]", cfg: LevitConf
     """Write atomically (temp file + rename); returns the file size."""
     for name, arr in tensors.items():
         if arr.dtype not in DTYPES.values() or not arr.flags.c_contiguous:
-            raise AssertionError(f"{name}: must be C-contiguous little-endian f32, uint16 (bf16) "
-                                 f"or int8, got {arr.dtype}")
+            raise AssertionError(f"{name}: must be C-contiguous little-endian f32, uint16 (bf16), "
+                                 f"int8 or int32, got {arr.dtype}")
         if arr.nbytes % ALIGN:
             raise AssertionError(f"{name}: {arr.nbytes} bytes is not a multiple of {ALIGN}")
     header = build_header(tensors, cfg, source)
@@ -192,10 +219,11 @@ class LvtFile:
     config: LevitConfig
     config_json: dict
     metadata: dict
-    tensors: "OrderedDict[str, np.ndarray]"  # F32 as f4, BF16 as uint16 bit patterns, I8 as i1
+    tensors: "OrderedDict[str, np.ndarray]"  # F32 as f4, BF16 as uint16 bit patterns, I8 as i1, I32 as i4
     data_start: int
     offsets: dict  # name -> absolute file offset of the tensor data
-    precision: str = "f32"  # of the GEMM weights: "f32" or "bf16"
+    precision: str = "f32"  # of the GEMM weights: "f32", "bf16" or "int8"
+    keep_float: tuple = ()  # int8 files: the layers stored in float (BF16) instead of I8
 
     @property
     def format_version(self) -> str:
@@ -259,13 +287,20 @@ def read_lvt(path: str) -> LvtFile:
             raise bad(f"{name}: dtype {info['dtype']} is not allowed in format_version {version} "
                       f"(allowed: {list(VERSION_DTYPES[version])})")
     weight_dtypes = sorted({header[k]["dtype"] for k in names if is_gemm_weight(k)})
-    if weight_dtypes == ["BF16"]:
+    keep_float: tuple = ()
+    if "I8" in weight_dtypes:
+        # int8: the layers stored BF16 are the ones kept in float
+        precision = "int8"
+        keep_float = tuple(k[: -len(".weight")] for k in names
+                           if is_gemm_weight(k) and header[k]["dtype"] == "BF16")
+    elif weight_dtypes == ["BF16"]:
         precision = "bf16"
     elif weight_dtypes in (["F32"], []):
         precision = "f32"
     else:
-        raise bad(f"GEMM weights of mixed or unsupported dtypes {weight_dtypes} (all F32 or all BF16)")
-    expected = expected_table(cfg, precision)
+        raise bad(f"GEMM weights of mixed or unsupported dtypes {weight_dtypes} (all F32, all BF16, "
+                  f"or I8 with F32 small stem convs and BF16 kept layers)")
+    expected = expected_table(cfg, precision, keep_float)
     if set(names) != set(expected):
         missing = sorted(set(expected) - set(names))
         extra = sorted(set(names) - set(expected))
@@ -304,8 +339,20 @@ def read_lvt(path: str) -> LvtFile:
         dt = DTYPES[header[name]["dtype"]]
         tensors[name] = np.frombuffer(buf, dtype=dt, count=(e - b) // dt.itemsize,
                                       offset=data_start + b).reshape(header[name]["shape"])
+    for name in names:
+        if header[name]["dtype"] == "I8":  # the int8 scheme's promises (weights in -127..=127, comp)
+            q = tensors[name]
+            scale, comp = int8_companion_names(name)
+            if (q == -128).any():
+                raise bad(f"{name}: holds -128 (int8 weights are in -127..=127)")
+            sums = q.astype(np.int64).sum(axis=(1, 3)).reshape(-1) * 128
+            if not np.array_equal(sums, tensors[comp].astype(np.int64)):
+                raise bad(f"{comp}: is not 128 * the column sums of {name}")
+            if not (np.isfinite(tensors[scale]).all() and (tensors[scale] >= 0).all()):
+                raise bad(f"{scale}: scales must be finite and >= 0")
     return LvtFile(path=path, config=cfg, config_json=cfg_json, metadata=dict(meta),
-                   tensors=tensors, data_start=data_start, offsets=offsets, precision=precision)
+                   tensors=tensors, data_start=data_start, offsets=offsets, precision=precision,
+                   keep_float=keep_float)
 
 
 def check_safetensors_readable(path: str, tensors: "OrderedDict[str, np.ndarray]") -> None:
@@ -315,7 +362,7 @@ def check_safetensors_readable(path: str, tensors: "OrderedDict[str, np.ndarray]
 
     # torch, because numpy has no bfloat16; the bits are compared through integer views.
     as_torch = {"F32": (torch.float32, torch.int32), "BF16": (torch.bfloat16, torch.int16),
-                "I8": (torch.int8, torch.int8)}
+                "I8": (torch.int8, torch.int8), "I32": (torch.int32, torch.int32)}
     try:
         with safe_open(path, "pt") as f:
             keys = set(f.keys())

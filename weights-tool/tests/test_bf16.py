@@ -231,6 +231,6 @@ def test_strict_reader_refuses_bad_bf16_files(tiny_models, tmp_path, capsys):
 def test_unknown_precision_is_a_usage_error(tiny_models, tmp_path, capsys):
     ck = save_timm(tiny_models["tiny_hswish"], tmp_path / "c.safetensors")
     with pytest.raises(SystemExit) as e:
-        main(["convert", ck, "-o", str(tmp_path / "m.lvt"), "--precision", "int8"])
+        main(["convert", ck, "-o", str(tmp_path / "m.lvt"), "--precision", "int4"])
     assert e.value.code == 2
     assert not (tmp_path / "m.lvt").exists()

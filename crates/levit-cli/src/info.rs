@@ -28,7 +28,9 @@ pub struct Info {
     pub tensors: usize,
     /// How the GEMM weights are stored: `f32`, `bf16`, `int8`, or `mixed`.
     pub precision: String,
-    /// Tensors per stored dtype (`F32`, `BF16`, `I8`), GEMM weights' dtype first.
+    /// Layers the (int8) model keeps in float, comma separated; empty if none.
+    pub keep_float: String,
+    /// Tensors per stored dtype (`F32`, `BF16`, `I8`, `I32`), GEMM weights' dtype first.
     pub dtype_counts: Vec<(&'static str, usize)>,
     /// Every tensor: name, dtype, shape, in file order.
     pub tensor_list: Vec<TensorInfo>,
@@ -54,7 +56,8 @@ pub struct TensorInfo {
 }
 
 /// The precision of a file from its tensors' names and dtypes: the dtype of the GEMM
-/// weights (`*.weight`) as `f32`, `bf16` or `int8` (`mixed` if they differ), and the
+/// weights (`*.weight`) as `f32`, `bf16` or `int8` (`int8` as soon as one is I8: an
+/// int8 file also stores F32 and BF16 weights; `mixed` if they differ otherwise), and the
 /// number of tensors per dtype, the GEMM weights' dtype first.
 pub fn precision_of<'a>(
     tensors: impl IntoIterator<Item = (&'a str, &'static str)>,
@@ -70,13 +73,17 @@ pub fn precision_of<'a>(
             weights.push(dtype);
         }
     }
+    // An int8 file keeps its small stem convs in F32 and its kept layers in BF16.
+    let int8 = weights.contains(&"I8");
     let precision = match weights[..] {
+        _ if int8 => "int8",
         [] | ["F32"] => "f32",
         ["BF16"] => "bf16",
-        ["I8"] => "int8",
         _ => "mixed",
     };
-    if let [w] = weights[..] {
+    if int8 {
+        counts.sort_by_key(|&(d, _)| d != "I8");
+    } else if let [w] = weights[..] {
         counts.sort_by_key(|&(d, _)| d != w);
     }
     (precision.to_string(), counts)
@@ -108,6 +115,7 @@ pub fn gather(path: &Path, settings: &LoadSettings) -> Result<Info> {
         format_version: file.format_version(),
         tensors: file.tensor_count(),
         precision,
+        keep_float: model.keep_float().to_string(),
         dtype_counts,
         tensor_list,
         checksums: model.verify_checksums().map_err(|e| e.to_string()),
@@ -260,7 +268,12 @@ impl Info {
                 }
             })
             .collect();
-        format!("{} ({})", self.precision, counts.join(", "))
+        let kept = if self.keep_float.is_empty() {
+            String::new()
+        } else {
+            format!("; kept in float: {}", self.keep_float)
+        };
+        format!("{} ({}{kept})", self.precision, counts.join(", "))
     }
 
     /// The report as JSON.
@@ -275,6 +288,7 @@ impl Info {
             "macs": self.macs,
             "tensors": self.tensors,
             "precision": self.precision,
+            "keep_float": self.keep_float,
             "dtypes": self
                 .dtype_counts
                 .iter()
@@ -325,6 +339,17 @@ mod tests {
         let i8 = [("a.bias", "F32"), ("a.weight", "I8"), ("a.scale", "F32")];
         assert_eq!(precision_of(i8).0, "int8");
         assert_eq!(precision_of(i8).1, [("I8", 1), ("F32", 2)]);
+        // An int8 file: F32 RGB conv, BF16 kept head, I8 with F32 scales and I32
+        // compensations elsewhere.
+        let int8_file = [
+            ("stem.0.weight", "F32"),
+            ("a.weight", "I8"),
+            ("a.weight_scale", "F32"),
+            ("a.weight_comp", "I32"),
+            ("head.weight", "BF16"),
+        ];
+        assert_eq!(precision_of(int8_file).0, "int8");
+        assert_eq!(precision_of(int8_file).1[0], ("I8", 1));
         let mixed = [("a.weight", "BF16"), ("b.weight", "F32")];
         assert_eq!(precision_of(mixed).0, "mixed");
     }

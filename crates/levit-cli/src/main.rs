@@ -35,6 +35,13 @@ struct ModelFlags {
     /// the weights at load.
     #[arg(long, value_name = "P", value_parser = precision_name)]
     precision: Option<String>,
+    /// With int8: keep these layers in float (bf16), comma separated: stem, head,
+    /// stage0, stage1, ..., all, or a dotted prefix of a weight name
+    /// (stages.1.blocks.0.mlp.fc1). From an f32 file they are repacked at load; an
+    /// int8 file keeps the layers it was converted with (`levit-weights convert
+    /// --precision int8 --keep-float ...`).
+    #[arg(long, value_name = "LAYERS", value_parser = layer_list)]
+    keep_float: Option<String>,
     /// Refuse models needing more than N GMAC per image [default: 250; LeViT-384 at
     /// 224x224 needs 2.4]. A small file can declare a config costing minutes per image.
     #[arg(long, value_name = "N")]
@@ -54,6 +61,14 @@ fn isa_name(name: &str) -> Result<String, String> {
 /// `--precision`: `f32` or `bf16`.
 fn precision_name(name: &str) -> Result<String, String> {
     levit::Precision::parse(name).map(|_| name.to_string())
+}
+
+/// `--keep-float`: a comma separated list of layer names (whether each names a layer
+/// of the model is checked at load).
+fn layer_list(text: &str) -> Result<String, String> {
+    levit::KeepFloat::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `--crop-pct`: a fraction in (0, 1].
@@ -243,6 +258,7 @@ fn main() -> ExitCode {
             load: LoadSettings {
                 isa: flags.isa,
                 precision: flags.precision,
+                keep_float: flags.keep_float,
                 verify_checksums: !verify.no_verify,
                 max_gmac: flags.max_gmac,
             },
@@ -251,6 +267,7 @@ fn main() -> ExitCode {
             let settings = LoadSettings {
                 isa: flags.isa,
                 precision: flags.precision,
+                keep_float: flags.keep_float,
                 verify_checksums: false,
                 max_gmac: flags.max_gmac,
             };
@@ -279,6 +296,7 @@ fn main() -> ExitCode {
             &LoadSettings {
                 isa: flags.isa,
                 precision: flags.precision,
+                keep_float: flags.keep_float,
                 verify_checksums: !verify.no_verify,
                 max_gmac: flags.max_gmac,
             },

@@ -10,8 +10,10 @@ use levit::{FormatError, Isa, Model, ModelOptions, Precision};
 pub struct LoadSettings {
     /// Force a SIMD path by name (`amx`, `avx512bf16`, `avx512`, `avx2`, `portable`).
     pub isa: Option<String>,
-    /// Run the GEMMs in this precision (`f32`, `bf16`); default: the file's own.
+    /// Run the GEMMs in this precision (`f32`, `bf16`, `int8`); default: the file's own.
     pub precision: Option<String>,
+    /// Layers an int8 model keeps in float (`--keep-float`, comma separated).
+    pub keep_float: Option<String>,
     /// Verify every tensor's CRC-32 at load.
     pub verify_checksums: bool,
     /// Most GMAC per image the model may need (`None`: the library's default, 250).
@@ -35,9 +37,16 @@ impl LoadSettings {
             }
             None => None,
         };
+        let keep_float = match &self.keep_float {
+            Some(list) => {
+                levit::KeepFloat::parse(list).map_err(|e| anyhow!("--keep-float {list}: {e}"))?
+            }
+            None => levit::KeepFloat::none(),
+        };
         Ok(ModelOptions {
             isa,
             precision,
+            keep_float,
             verify_checksums: self.verify_checksums,
             max_macs: self
                 .max_gmac

@@ -44,8 +44,8 @@ pub enum FormatError {
         /// What is wrong.
         reason: String,
     },
-    /// A tensor's dtype is not one a levit-rs file stores (F32, BF16, I8).
-    #[error("tensor `{tensor}` has dtype {dtype}, expected F32, BF16 or I8")]
+    /// A tensor's dtype is not one a levit-rs file stores (F32, BF16, I8, I32).
+    #[error("tensor `{tensor}` has dtype {dtype}, expected F32, BF16, I8 or I32")]
     Dtype {
         /// Tensor name.
         tensor: String,
@@ -54,7 +54,7 @@ pub enum FormatError {
     },
     /// A tensor's dtype is a known one that the file's format version does not allow
     /// (version 1 stores only F32).
-    #[error("tensor `{tensor}` has dtype {dtype}, which format version {version} does not allow (version 1 stores only F32; BF16 and I8 need version 2)")]
+    #[error("tensor `{tensor}` has dtype {dtype}, which format version {version} does not allow (version 1 stores only F32; BF16, I8 and I32 need version 2)")]
     DtypeVersion {
         /// Tensor name.
         tensor: String,

@@ -82,6 +82,14 @@ impl<'a> TensorView<'a> {
         }
     }
 
+    /// The data as little-endian `i32`s: `Some` only when the dtype is I32.
+    pub fn i32(&self) -> Option<&'a [i32]> {
+        match self.dtype {
+            Dtype::I32 => bytemuck::try_cast_slice(self.bytes).ok(),
+            _ => None,
+        }
+    }
+
     /// Number of elements (`product(shape)`).
     pub fn len(&self) -> usize {
         self.bytes.len() / self.dtype.size()
@@ -225,6 +233,7 @@ impl WeightFile {
                 StDtype::F32 => Dtype::F32,
                 StDtype::BF16 => Dtype::Bf16,
                 StDtype::I8 => Dtype::I8,
+                StDtype::I32 => Dtype::I32,
                 other => {
                     return Err(FormatError::Dtype {
                         tensor: name,
@@ -387,7 +396,7 @@ impl WeightFile {
     }
 
     /// How many tensors the file stores in each dtype: the dtypes present, in the
-    /// order of [`Dtype::ALL`] (F32, BF16, I8).
+    /// order of [`Dtype::ALL`] (F32, BF16, I8, I32).
     pub fn precision_summary(&self) -> Vec<(Dtype, usize)> {
         Dtype::ALL
             .into_iter()

@@ -1,11 +1,11 @@
 //! The levit-rs weight file (`.lvt`): a safetensors file whose tensors are 64-byte
-//! aligned, typed (F32; BF16 and I8 from format version 2), already packed for the
+//! aligned, typed (F32; BF16, I8 and I32 from format version 2), already packed for the
 //! kernels, with a magic, a format version, the model config and CRC-32 checksums in
 //! its metadata. See `docs/weight-format.md`.
 //!
 //! This crate knows bytes, not LeViT: it validates the container (bounds, alignment,
 //! dtypes, byte sizes, checksums) and hands out typed views (`&[f32]`, bf16 `&[u16]`,
-//! `&[i8]`) into the mapped or owned bytes. The graph crate decides which tensors,
+//! `&[i8]`, `&[i32]`) into the mapped or owned bytes. The graph crate decides which tensors,
 //! dtypes and shapes a config needs.
 
 mod bytes;

@@ -15,6 +15,8 @@ pub enum TensorBytes<'a> {
     Bf16(&'a [u16]),
     /// Signed bytes.
     I8(&'a [i8]),
+    /// Signed 32-bit integers.
+    I32(&'a [i32]),
 }
 
 impl<'a> TensorBytes<'a> {
@@ -24,6 +26,7 @@ impl<'a> TensorBytes<'a> {
             TensorBytes::F32(_) => Dtype::F32,
             TensorBytes::Bf16(_) => Dtype::Bf16,
             TensorBytes::I8(_) => Dtype::I8,
+            TensorBytes::I32(_) => Dtype::I32,
         }
     }
 
@@ -33,6 +36,7 @@ impl<'a> TensorBytes<'a> {
             TensorBytes::F32(d) => d.len(),
             TensorBytes::Bf16(d) => d.len(),
             TensorBytes::I8(d) => d.len(),
+            TensorBytes::I32(d) => d.len(),
         }
     }
 
@@ -48,6 +52,7 @@ impl<'a> TensorBytes<'a> {
             TensorBytes::F32(d) => bytemuck::cast_slice(d),
             TensorBytes::Bf16(d) => bytemuck::cast_slice(d),
             TensorBytes::I8(d) => bytemuck::cast_slice(d),
+            TensorBytes::I32(d) => bytemuck::cast_slice(d),
         }
     }
 }
@@ -69,7 +74,7 @@ fn crc_hex(bytes: &[u8]) -> String {
 
 /// Serialises a complete `.lvt` file. It is format version 1 when every tensor is F32
 /// (byte for byte what this writer produced before version 2 existed) and version 2
-/// as soon as one tensor is BF16 or I8.
+/// as soon as one tensor is BF16, I8 or I32.
 ///
 /// # Panics
 /// If a tensor's element count is not its shape's product or its byte size is not a

@@ -22,7 +22,7 @@ fn edit_v2(f: impl FnOnce(&mut Value, &mut Vec<u8>)) -> Result<WeightFile, Forma
 fn dtype_names_and_sizes() {
     assert_eq!(
         Dtype::ALL.map(|d| (d.name(), d.size())),
-        [("F32", 4), ("BF16", 2), ("I8", 1)]
+        [("F32", 4), ("BF16", 2), ("I8", 1), ("I32", 4)]
     );
     for d in Dtype::ALL {
         assert_eq!(Dtype::from_name(d.name()), Some(d));

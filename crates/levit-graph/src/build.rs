@@ -14,7 +14,7 @@ use crate::arena_layout::{ArenaPlanner, BufId};
 use crate::plan::{bias_floats, check_plan_bytes, Plan, Unpacked};
 use crate::step::{AttentionStep, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, WeightId};
 use crate::tensors::{packed_weight_shape, tensor_specs};
-use crate::{attention_bias, AttnDims, Config, GraphError, TensorSpec};
+use crate::{attention_bias, AttnDims, Config, GraphError, KeepFloat, TensorSpec};
 
 /// Target size of a conv block's column matrix, in floats (384 KiB: with the conv's
 /// weights it stays in a 1 MiB L2, and it keeps the arena small).
@@ -53,6 +53,7 @@ struct Builder<'w> {
     attention_scratch: usize,
     lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
     precision: Precision,
+    keep_float: KeepFloat,
 }
 
 /// A step whose buffers are still ids (the arena is packed after the last step).
@@ -91,6 +92,16 @@ impl<'w> Builder<'w> {
         self.steps.push(step);
     }
 
+    /// The precision of `layer`'s products: the plan's, or bf16 for a layer an int8
+    /// plan keeps in float.
+    fn layer_precision(&self, layer: &str) -> Precision {
+        if self.precision == Precision::Int8 && self.keep_float.keeps(layer) {
+            Precision::Bf16
+        } else {
+            self.precision
+        }
+    }
+
     fn weight(&mut self, name: String) -> Result<WeightId, GraphError> {
         self.weight_index
             .get(&name)
@@ -113,6 +124,12 @@ impl<'w> Builder<'w> {
     ) -> Result<(), GraphError> {
         let weight = self.weight(format!("{prefix}.weight"))?;
         let bias = self.weight(format!("{prefix}.bias"))?;
+        let precision = self.layer_precision(prefix);
+        if precision != self.precision {
+            let spec = &mut self.weights[weight.0];
+            spec.precision = precision;
+            spec.shape = packed_weight_shape(precision, k, n);
+        }
         self.push(
             prefix.to_string(),
             Step::Gemm(GemmStep {
@@ -123,7 +140,7 @@ impl<'w> Builder<'w> {
                 k,
                 n,
                 weight,
-                precision: self.precision,
+                precision,
                 bias,
                 epilogue,
                 c: out,
@@ -269,7 +286,11 @@ impl<'w> Builder<'w> {
                 v_view,
                 bias_table,
                 act,
-                precision: self.precision,
+                // The attention core follows the layer that makes its keys and values.
+                precision: self.layer_precision(&format!(
+                    "{prefix}.{}",
+                    if a.is_subsample() { "kv" } else { "qkv" }
+                )),
                 out,
             }),
         );
@@ -325,7 +346,29 @@ impl Plan {
         precision: Precision,
         lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
     ) -> Result<Plan, GraphError> {
+        Plan::build_with(config, precision, &KeepFloat::none(), lookup)
+    }
+
+    /// [`Plan::build`] for an int8 plan that keeps the layers `keep_float` selects in
+    /// float (bf16, see [`KeepFloat`]); an error if a selector names no layer, or if
+    /// layers are kept in a plan that is not int8.
+    pub fn build_with<'w>(
+        config: &Config,
+        precision: Precision,
+        keep_float: &KeepFloat,
+        lookup: &'w dyn Fn(&str) -> Option<&'w [f32]>,
+    ) -> Result<Plan, GraphError> {
         let dims = config.dims()?;
+        if !keep_float.is_empty() && precision != Precision::Int8 {
+            return Err(GraphError::unsupported(
+                "keep_float",
+                format!(
+                    "keeping layers in float ({keep_float}) applies to int8 models; this one \
+                     runs in {precision}"
+                ),
+            ));
+        }
+        keep_float.check(&dims)?;
         // Checked before anything is gathered or allocated.
         let bias_len = bias_floats(&dims);
         check_plan_bytes(bias_len)?;
@@ -349,6 +392,7 @@ impl Plan {
             attention_scratch: 0,
             lookup,
             precision,
+            keep_float: keep_float.clone(),
         };
 
         // Stem: four 3x3 stride-2 convs as blocked im2col + GEMM; the last one's HWC
@@ -378,7 +422,7 @@ impl Plan {
                 ImageLayout::Hwc
             };
             let conv_act = if i < 3 { act } else { Activation::None };
-            let conv_precision = conv_precision(precision, cin);
+            let conv_precision = conv_precision(b.layer_precision(&format!("stem.{i}")), cin);
             let weight = b.weight(format!("stem.{i}.weight"))?;
             if conv_precision != precision {
                 let spec = &mut b.weights[weight.0];
@@ -491,6 +535,7 @@ impl Plan {
         let plan = Plan {
             config: config.clone(),
             precision,
+            keep_float: keep_float.clone(),
             input_len: config.in_chans * config.img_size * config.img_size,
             output: single.output,
             dims,

@@ -8,14 +8,19 @@ pub mod attention_bias;
 mod build;
 mod config;
 mod error;
+mod keep_float;
 mod plan;
 mod step;
 mod tensors;
 
 pub use arena_layout::BufRange;
+pub use build::{conv_precision, F32_CONV_MAX_CIN};
 pub use config::{check_img_size, ActKind, AttnDims, Config, Dims, StageDims};
 pub use error::GraphError;
+pub use keep_float::KeepFloat;
 pub use levit_kernels::Precision;
 pub use plan::{BatchLayout, Plan, Tap, MAX_PLAN_BYTES};
 pub use step::{AttentionStep, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, WeightId};
-pub use tensors::{packed_weight_shape, tensor_specs, TensorSpec};
+pub use tensors::{
+    int8_companion_names, int8_file_specs, packed_weight_shape, tensor_specs, TensorSpec,
+};

@@ -6,7 +6,7 @@ use levit_kernels::Precision;
 use crate::arena_layout::{ArenaPlanner, BufId, BufRange};
 use crate::build::PendingStep;
 use crate::step::Step;
-use crate::{AttnDims, Config, Dims, GraphError, TensorSpec};
+use crate::{AttnDims, Config, Dims, GraphError, KeepFloat, TensorSpec};
 
 /// Most bytes a plan may need beyond the weight file: gathered attention-bias tables
 /// (allocated at load) plus the activation arena (allocated per engine). Both grow with
@@ -58,6 +58,8 @@ pub struct Plan {
     pub config: Config,
     /// The precision its GEMM and conv weights are stored in.
     pub precision: Precision,
+    /// The layers an int8 plan keeps in float (bf16); empty in other precisions.
+    pub keep_float: KeepFloat,
     /// Derived sizes.
     pub dims: Dims,
     /// Kernel calls in order.
@@ -89,6 +91,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether the weight `name` is held bf16-rounded: everywhere in a bf16 plan (also
+    /// the small stem convs that run in f32, so that an f32 file run in bf16 and the
+    /// bf16 file of the same weights give the same bits), and in the layers an int8
+    /// plan keeps in float.
+    pub fn holds_bf16(&self, name: &str) -> bool {
+        let layer = name.strip_suffix(".weight").unwrap_or(name);
+        self.precision == Precision::Bf16
+            || (self.precision == Precision::Int8 && self.keep_float.keeps(layer))
+    }
+
     /// Multiply-accumulates per image (convs, linears, both attention matmuls).
     pub fn macs(&self) -> u64 {
         self.steps.iter().map(Step::macs).sum()

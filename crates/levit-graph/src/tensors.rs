@@ -3,7 +3,7 @@
 
 use levit_kernels::{bf16, panels, Precision, NR};
 
-use crate::Dims;
+use crate::{Dims, KeepFloat, F32_CONV_MAX_CIN};
 
 /// A tensor the plan reads: its name, stored shape and precision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,8 +43,16 @@ pub fn packed_weight_shape(precision: Precision, k: usize, n: usize) -> Vec<usiz
     }
 }
 
+/// The names of the per-column scale (F32) and compensation (I32) tensors stored
+/// beside the int8 weight `weight` (`{layer}.weight`) in an int8 file:
+/// `{layer}.weight_scale` and `{layer}.weight_comp`, each `[ceil(N/16)*16]`
+/// (`docs/weight-format.md`).
+pub fn int8_companion_names(weight: &str) -> [String; 2] {
+    [format!("{weight}_scale"), format!("{weight}_comp")]
+}
+
 /// Pushes `{prefix}.weight` (packed `[K, N]` in `precision`) and `{prefix}.bias`.
-fn push_linear(
+fn push_weight_and_bias(
     specs: &mut Vec<TensorSpec>,
     precision: Precision,
     prefix: &str,
@@ -66,12 +74,38 @@ fn push_linear(
 /// Every tensor of a model whose GEMM and conv weights are stored in `precision`, in
 /// file order.
 pub fn tensor_specs(dims: &Dims, precision: Precision) -> Vec<TensorSpec> {
+    specs_by(dims, &|_, _| precision)
+}
+
+/// The tensors of an int8 file (`levit-weights convert --precision int8`) keeping
+/// `keep` in float, in file order, without the scale and compensation tensors of its
+/// int8 weights ([`int8_companion_names`]): a weight is int8, unless its layer is
+/// kept (bf16 panels, as in a bf16 file) or it is a stem conv over at most
+/// [`F32_CONV_MAX_CIN`] channels that is not kept (f32 panels, as in the f32 file:
+/// those run in f32 in an int8 model).
+pub fn int8_file_specs(dims: &Dims, keep: &KeepFloat) -> Vec<TensorSpec> {
+    specs_by(dims, &|layer, conv_cin| {
+        if keep.keeps(layer) {
+            Precision::Bf16
+        } else if conv_cin.is_some_and(|c| c <= F32_CONV_MAX_CIN) {
+            Precision::F32
+        } else {
+            Precision::Int8
+        }
+    })
+}
+
+/// Every tensor of a model, each GEMM or conv weight stored in the precision
+/// `precision(layer, conv input channels)` gives it.
+fn specs_by(dims: &Dims, precision: &dyn Fn(&str, Option<usize>) -> Precision) -> Vec<TensorSpec> {
     let mut specs = Vec::new();
     let push_linear = |specs: &mut Vec<TensorSpec>, prefix: &str, k, n| {
-        push_linear(specs, precision, prefix, k, n)
+        push_weight_and_bias(specs, precision(prefix, None), prefix, k, n)
     };
     for (i, &(cin, cout, _)) in dims.stem.iter().enumerate() {
-        push_linear(&mut specs, &format!("stem.{i}"), 9 * cin, cout);
+        let prefix = format!("stem.{i}");
+        let p = precision(&prefix, Some(cin));
+        push_weight_and_bias(&mut specs, p, &prefix, 9 * cin, cout);
     }
     for (s, stage) in dims.stages.iter().enumerate() {
         if let Some((a, hidden)) = &stage.downsample {

@@ -167,7 +167,7 @@ pub use levit_image as preprocess;
 pub use engine::{Engine, EngineOptions, MAX_BATCH, MAX_THREADS};
 pub use error::{os_reason, Error, FormatError, GraphError, IsaError, Result};
 pub use levit_format::LoadMode;
-pub use levit_graph::{Config, Tap};
+pub use levit_graph::{Config, KeepFloat, Tap};
 
 /// The execution plan types (steps, labels, shapes), for profilers and tools.
 pub mod graph {

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use levit_format::{LoadMode, LoadOptions, WeightFile};
-use levit_graph::{BatchLayout, Config, Plan, TensorSpec};
+use levit_format::{Dtype, LoadMode, LoadOptions, WeightFile};
+use levit_graph::{BatchLayout, Config, KeepFloat, Plan, TensorSpec};
 use levit_kernels::attention::AttentionKernel;
 use levit_kernels::gemm::{GemmKernel, PackedB};
 use levit_kernels::{Isa, Precision};
@@ -15,7 +15,7 @@ use crate::weights::{dtype_of, precision_of, BoundWeights};
 use crate::{Error, Result};
 
 /// How to load a model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelOptions {
     /// Map the file (default) or read it into owned memory; see [`LoadMode`].
     pub mode: LoadMode,
@@ -32,8 +32,17 @@ pub struct ModelOptions {
     /// load (per output channel; LeViT-384: about 0.2 s on a shared core and 37 MiB,
     /// a quarter of the f32 weights; activations are quantized per token at run time,
     /// so no calibration is needed); `F32` on a bf16 file is an error (the rounding
-    /// cannot be undone).
+    /// cannot be undone), and so are `F32` and `Bf16` on an int8 file (whose default
+    /// precision is int8; its weights are mapped in place, nothing is quantized at
+    /// load).
     pub precision: Option<Precision>,
+    /// Layers an int8 model keeps in float (bf16; see [`KeepFloat`], e.g.
+    /// `KeepFloat::parse("stem,head")`): on an f32 file they are repacked to bf16 at
+    /// load instead of quantized. An int8 file keeps the layers it was converted with
+    /// (`levit-weights convert --precision int8 --keep-float ...`); naming a layer the
+    /// file stores in int8 is an error. Empty (the default) keeps nothing; non-empty
+    /// with a precision other than int8 is an error.
+    pub keep_float: KeepFloat,
     /// Most multiply-accumulates per image a model may need ([`DEFAULT_MAX_MACS`],
     /// 250 G: LeViT-384 at 224 x 224 needs 2.4 G). A small file can declare a config
     /// costing thousands of GMAC per image (minutes each); past the limit the load is
@@ -52,6 +61,7 @@ impl Default for ModelOptions {
             verify_checksums: false,
             isa: None,
             precision: None,
+            keep_float: KeepFloat::none(),
             max_macs: DEFAULT_MAX_MACS,
         }
     }
@@ -84,9 +94,13 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// The precision the file's GEMM weights are stored in: that of `stem.0.weight` (every
-/// other weight is then checked against it).
+/// The precision the file's GEMM weights are stored in: int8 if any tensor is I8 (an
+/// int8 file, whose small stem convs and kept layers are f32 or bf16), else that of
+/// `stem.0.weight` (every other weight is then checked against it).
 fn stored_precision(file: &WeightFile) -> Result<Precision> {
+    if file.tensors().any(|t| t.dtype == levit_format::Dtype::I8) {
+        return Ok(Precision::Int8);
+    }
     let name = "stem.0.weight";
     let view = file
         .tensor(name)
@@ -94,7 +108,7 @@ fn stored_precision(file: &WeightFile) -> Result<Precision> {
     precision_of(view.dtype).ok_or_else(|| Error::TensorDtype {
         name: name.to_string(),
         precision: Precision::F32,
-        expected: "F32 or BF16".into(),
+        expected: "F32, BF16 or (in int8 files) I8".into(),
         found: view.dtype.name().into(),
     })
 }
@@ -144,11 +158,32 @@ impl Model {
                     .into(),
             });
         }
-        let specs = levit_graph::tensor_specs(&dims, stored);
+        if stored == Precision::Int8 && precision != Precision::Int8 {
+            return Err(Error::Precision {
+                stored,
+                requested: precision,
+                why: "int8 weights cannot be widened back to the original floats; convert the \
+                      checkpoint again with --precision f32 or bf16 (or keep layers in float \
+                      with --keep-float)"
+                    .into(),
+            });
+        }
+        let keep_float = if stored == Precision::Int8 {
+            int8_file_keep_float(&file, &dims, &options.keep_float)?
+        } else {
+            options.keep_float.clone()
+        };
+        let specs = if stored == Precision::Int8 {
+            levit_graph::int8_file_specs(&dims, &keep_float)
+        } else {
+            levit_graph::tensor_specs(&dims, stored)
+        };
 
         let mut missing = Vec::new();
         let mut slots = Vec::with_capacity(specs.len());
-        for spec in &specs {
+        let mut int8_slots = vec![None; specs.len()];
+        let mut companions = Vec::new();
+        for (w, spec) in specs.iter().enumerate() {
             match file.tensor_index(&spec.name) {
                 Some(i) => {
                     check_stored(spec, &file.tensor_at(i))?;
@@ -156,11 +191,35 @@ impl Model {
                 }
                 None => missing.push(spec.name.clone()),
             }
+            if spec.precision == Precision::Int8 {
+                // The per-column scales (F32) and compensations (I32) beside it.
+                let cols = vec![spec.shape[0] * levit_kernels::NR];
+                let [scale, comp] = levit_graph::int8_companion_names(&spec.name);
+                let mut found = [0; 2];
+                for (slot, (name, dtype)) in found
+                    .iter_mut()
+                    .zip([(scale, Dtype::F32), (comp, Dtype::I32)])
+                {
+                    match file.tensor_index(&name) {
+                        Some(i) => {
+                            check_companion(&name, dtype, &cols, &file.tensor_at(i))?;
+                            *slot = i;
+                        }
+                        None => missing.push(name.clone()),
+                    }
+                    companions.push(name);
+                }
+                int8_slots[w] = Some((found[0], found[1]));
+            }
         }
         if !missing.is_empty() {
             return Err(Error::MissingTensors(missing));
         }
-        let wanted: HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        let wanted: HashSet<&str> = specs
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(companions.iter().map(String::as_str))
+            .collect();
         let unexpected: Vec<String> = file
             .tensors()
             .filter(|t| !wanted.contains(t.name))
@@ -171,16 +230,23 @@ impl Model {
         }
 
         let lookup = |name: &str| file.tensor(name).and_then(|t| t.f32());
-        let plan = Plan::build(&config, precision, &lookup)?;
+        let plan = Plan::build_with(&config, precision, &keep_float, &lookup)?;
         if plan.macs() > options.max_macs {
             return Err(Error::TooMuchCompute {
                 macs: plan.macs(),
                 limit: options.max_macs,
             });
         }
-        let weights = BoundWeights::bind(&file, &plan, slots, &specs)?;
+        let weights = BoundWeights::bind(&file, &plan, slots, int8_slots, &specs)?;
         let mut kernels = [None; Precision::ALL.len()];
-        for p in [Precision::F32, precision] {
+        let step_precisions = plan.steps.iter().filter_map(|s| s.precision());
+        for p in [Precision::F32, precision]
+            .into_iter()
+            .chain(step_precisions)
+        {
+            if kernels[p as usize].is_some() {
+                continue;
+            }
             let kernel = GemmKernel::select(p, isa).ok_or(Error::Precision {
                 stored,
                 requested: p,
@@ -221,6 +287,12 @@ impl Model {
     /// The precision the GEMMs and convolutions run in.
     pub fn precision(&self) -> Precision {
         self.plan.precision
+    }
+
+    /// The layers an int8 model keeps in float (empty unless asked for at load or
+    /// stored so in an int8 file).
+    pub fn keep_float(&self) -> &KeepFloat {
+        &self.plan.keep_float
     }
 
     /// The GEMM kernel chosen for `precision` (the plan's, and f32 for steps that stay
@@ -346,6 +418,65 @@ fn check_stored(spec: &TensorSpec, view: &levit_format::TensorView) -> Result<()
     Ok(())
 }
 
+/// The layers an int8 file keeps in float, from the dtypes of its weights (bf16 where
+/// the int8 scheme would store I8, `docs/weight-format.md`), checked against what the
+/// options ask for: a layer the file stores in int8 cannot be kept in float.
+fn int8_file_keep_float(
+    file: &WeightFile,
+    dims: &levit_graph::Dims,
+    asked: &KeepFloat,
+) -> Result<KeepFloat> {
+    let mut kept = KeepFloat::none();
+    let mut quantized = Vec::new();
+    for spec in levit_graph::int8_file_specs(dims, &KeepFloat::none()) {
+        let Some(layer) = spec.name.strip_suffix(".weight") else {
+            continue;
+        };
+        match file.tensor(&spec.name).map(|t| t.dtype) {
+            Some(Dtype::Bf16) => kept.push(layer)?,
+            Some(Dtype::I8) => quantized.push(layer.to_string()),
+            _ => {} // F32 small convs; a missing or mistyped tensor is reported later
+        }
+    }
+    asked.check(dims)?;
+    if let Some(layer) = quantized.iter().find(|l| asked.keeps(l)) {
+        return Err(Error::Precision {
+            stored: Precision::Int8,
+            requested: Precision::Bf16,
+            why: format!(
+                "`{layer}` (kept in float: {asked}) is stored in int8 in this file; convert the \
+                 checkpoint again with --precision int8 --keep-float {asked}"
+            ),
+        });
+    }
+    Ok(kept)
+}
+
+/// A scale or compensation tensor of an int8 weight against its dtype and shape.
+fn check_companion(
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+    view: &levit_format::TensorView,
+) -> Result<()> {
+    if view.dtype != dtype {
+        return Err(Error::TensorDtype {
+            name: name.to_string(),
+            precision: Precision::Int8,
+            expected: dtype.name().into(),
+            found: view.dtype.name().into(),
+        });
+    }
+    if view.shape != shape {
+        return Err(Error::TensorShape {
+            name: name.to_string(),
+            expected: shape.to_vec(),
+            found: view.shape.to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// [`Error::NonFiniteWeight`] for the first NaN or infinite F32 or BF16 value.
 fn check_finite(file: &WeightFile) -> Result<()> {
     for t in file.tensors() {
@@ -360,7 +491,7 @@ fn check_finite(file: &WeightFile) -> Result<()> {
                 .position(|&b| b & 0x7f80 == 0x7f80)
                 .map(|i| (i, widen(data[i])))
         } else {
-            None // I8 values are all finite.
+            None // I8 and I32 values are all finite.
         };
         if let Some((index, value)) = found {
             return Err(Error::NonFiniteWeight {

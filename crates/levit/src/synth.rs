@@ -150,6 +150,78 @@ pub fn to_bf16_file(f32_file: &[u8]) -> Result<Vec<u8>> {
     Ok(write_weight_file(file.config_json(), &tensors, &source))
 }
 
+/// The int8 file `levit-weights convert --precision int8 --keep-float keep` would
+/// write for the same weights (`docs/weight-format.md`): every GEMM and conv weight
+/// quantized per column into I8 panels `[P, KQ/4, 16, 4]` with its F32
+/// `{name}_scale` and I32 `{name}_comp` beside it, except the layers `keep` keeps
+/// (bf16 panels, as [`to_bf16_file`]) and the stem convs over at most 16 channels that
+/// are not kept (f32, as they are); biases and bias tables stay f32.
+pub fn to_int8_file(f32_file: &[u8], keep: &levit_graph::KeepFloat) -> Result<Vec<u8>> {
+    use levit_kernels::Precision;
+
+    let file = levit_format::WeightFile::from_bytes(f32_file, false)?;
+    let dims = Config::from_json(file.config_json())?.dims()?;
+    keep.check(&dims)?;
+    let specs = levit_graph::int8_file_specs(&dims, keep);
+    /// A converted tensor's values.
+    enum Values {
+        F32(Vec<f32>),
+        Bf16(Vec<u16>),
+        I8(Vec<i8>),
+        I32(Vec<i32>),
+    }
+    let mut converted: Vec<(String, Vec<usize>, Values)> = Vec::new();
+    for spec in &specs {
+        let t = file
+            .tensor(&spec.name)
+            .ok_or_else(|| crate::Error::MissingTensors(vec![spec.name.clone()]))?;
+        let data = f32_values(&t)?;
+        let (k, n) = (t.shape.get(1).copied().unwrap_or(0), t.shape[0] * NR);
+        match spec.precision {
+            Precision::Int8 => {
+                let mut w = levit_kernels::int8::Weights::zeroed(k, n);
+                levit_kernels::int8::quantize_f32_panels(
+                    data,
+                    k,
+                    n,
+                    &mut w.data,
+                    &mut w.scale,
+                    &mut w.comp,
+                );
+                let [scale, comp] = levit_graph::int8_companion_names(&spec.name);
+                converted.push((spec.name.clone(), spec.shape.clone(), Values::I8(w.data)));
+                converted.push((scale, vec![n], Values::F32(w.scale)));
+                converted.push((comp, vec![n], Values::I32(w.comp)));
+            }
+            Precision::Bf16 => {
+                let mut out = vec![0u16; levit_kernels::bf16::packed_len(k, n)];
+                levit_kernels::bf16::repack_f32_panels(data, k, n, &mut out);
+                converted.push((spec.name.clone(), spec.shape.clone(), Values::Bf16(out)));
+            }
+            Precision::F32 => converted.push((
+                spec.name.clone(),
+                t.shape.to_vec(),
+                Values::F32(data.to_vec()),
+            )),
+        }
+    }
+    let tensors: Vec<TensorData> = converted
+        .iter()
+        .map(|(name, shape, data)| TensorData {
+            name,
+            shape,
+            data: match data {
+                Values::F32(f) => TensorBytes::F32(f),
+                Values::Bf16(h) => TensorBytes::Bf16(h),
+                Values::I8(q) => TensorBytes::I8(q),
+                Values::I32(c) => TensorBytes::I32(c),
+            },
+        })
+        .collect();
+    let source = format!("{} (int8)", file.source().unwrap_or("unknown"));
+    Ok(write_weight_file(file.config_json(), &tensors, &source))
+}
+
 /// An f32 weight file with some values changed and every checksum recomputed: what a
 /// broken export (a NaN in the classifier, say) writes. `edit(name, values)` sees every
 /// tensor's values and may change them in place.

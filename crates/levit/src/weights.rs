@@ -1,6 +1,7 @@
-//! The plan's weights bound to storage: views of the weight file, or, when a model is
-//! asked for bf16 or int8 from an f32 file, bf16 panels or int8 panels (with their
-//! per-column scales and compensations) converted once at load into owned, 64-byte
+//! The plan's weights bound to storage: views of the weight file (an int8 file's
+//! weights with their per-column scales and compensations, all mapped in place), or,
+//! when a model is asked for bf16 or int8 from an f32 file, bf16 panels or int8 panels
+//! (with their scales and compensations) converted once at load into owned, 64-byte
 //! aligned memory.
 
 use levit_format::{Dtype, TensorView, WeightFile};
@@ -24,7 +25,8 @@ pub(crate) fn precision_of(dtype: Dtype) -> Option<Precision> {
     match dtype {
         Dtype::F32 => Some(Precision::F32),
         Dtype::Bf16 => Some(Precision::Bf16),
-        Dtype::I8 => None,
+        Dtype::I8 => Some(Precision::Int8),
+        Dtype::I32 => None,
     }
 }
 
@@ -52,34 +54,39 @@ enum Owned {
 pub(crate) struct BoundWeights {
     /// File tensor index of each plan weight (`WeightId` order).
     slots: Vec<usize>,
+    /// For the int8 weights of an int8 file: the file tensor indices of their scales
+    /// and compensations.
+    int8_slots: Vec<Option<(usize, usize)>>,
     /// For weights converted at load: where they are in `owned`.
     repacked: Vec<Option<Owned>>,
     owned: Vec<Line>,
 }
 
 impl BoundWeights {
-    /// Binds `plan`'s weights to `file`, whose GEMM weights are stored in `stored`
-    /// precision (the shapes and dtypes were checked against `stored_specs`, in plan
-    /// weight order). Weights the plan wants in another precision are repacked.
+    /// Binds `plan`'s weights to `file`, whose tensors were checked against
+    /// `stored_specs` (shapes and dtypes, in plan weight order; `int8_slots` holds the
+    /// scales and compensations of its int8 weights). Weights the plan wants in
+    /// another precision are repacked.
     pub(crate) fn bind(
         file: &WeightFile,
         plan: &Plan,
         slots: Vec<usize>,
+        int8_slots: Vec<Option<(usize, usize)>>,
         stored_specs: &[TensorSpec],
     ) -> Result<BoundWeights> {
         let mut repacked = vec![None; plan.weights.len()];
         let mut owned = Vec::new();
         for (i, (want, have)) in plan.weights.iter().zip(stored_specs).enumerate() {
             let view = file.tensor_at(slots[i]);
-            // A bf16 model holds bf16 weights everywhere, also in the small convs that
-            // run in f32: from an f32 file those are rounded (and widened back) here,
-            // so that an f32 file run in bf16 and the same weights converted to a bf16
-            // file give the same bits.
+            // A bf16 model (and a layer an int8 model keeps in float) holds bf16
+            // weights everywhere, also in the small convs that run in f32: from an f32
+            // file those are rounded (and widened back) here, so that an f32 file run
+            // in bf16 and the same weights converted to a bf16 file give the same bits.
             let packed_weight = want.shape.len() == 3;
             if want.precision == have.precision
                 && !(packed_weight
                     && have.precision == Precision::F32
-                    && plan.precision == Precision::Bf16)
+                    && plan.holds_bf16(&want.name))
             {
                 continue;
             }
@@ -175,6 +182,7 @@ impl BoundWeights {
         }
         Ok(BoundWeights {
             slots,
+            int8_slots,
             repacked,
             owned,
         })
@@ -199,8 +207,13 @@ impl BoundWeights {
             None => {}
         }
         let view = file.tensor_at(self.slots[id.0]);
-        match view.dtype {
-            Dtype::Bf16 => PackedB::Bf16(view.bf16().expect("checked at load")),
+        match (view.dtype, self.int8_slots[id.0]) {
+            (Dtype::Bf16, _) => PackedB::Bf16(view.bf16().expect("checked at load")),
+            (Dtype::I8, Some((scale, comp))) => PackedB::Int8(int8::WeightsRef {
+                data: view.i8().expect("checked at load"),
+                scale: f32_of(&file.tensor_at(scale)),
+                comp: file.tensor_at(comp).i32().expect("checked at load"),
+            }),
             _ => PackedB::F32(f32_of(&view)),
         }
     }

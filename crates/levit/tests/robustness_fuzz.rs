@@ -249,3 +249,25 @@ fn every_header_byte_change_with_fixed_checksums_is_ok_or_a_typed_error() {
         end - 8
     );
 }
+
+#[test]
+fn every_header_byte_change_of_the_int8_seed_is_ok_or_a_typed_error() {
+    // The int8 seed (written by `levit-weights recast --precision int8`): I8 weights
+    // beside their F32 scales and I32 compensations, whose dtypes, shapes and offsets
+    // the header changes hit.
+    let bytes = std::fs::read(seed_path("one_stage_int8")).unwrap();
+    assert!(harness::load_and_run(&bytes), "the int8 seed loads");
+    let end = data_start(&bytes);
+    let mut loaded = 0;
+    for i in 8..end {
+        for b in [b'0', b'"', b'8'] {
+            if bytes[i] == b {
+                continue;
+            }
+            let mut m = bytes.clone();
+            m[i] = b;
+            loaded += usize::from(harness::load_and_run(&harness::fix_checksums(&m)));
+        }
+    }
+    println!("{} header bytes x 3 values: {loaded} variants loaded", end - 8);
+}

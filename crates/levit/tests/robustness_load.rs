@@ -230,7 +230,7 @@ fn header_corruption_surfaces_as_typed_errors_end_to_end() {
     // Wrong dtype with the same byte size.
     let e = meta(|h| {
         let t = &mut h["head.bias"];
-        t["dtype"] = json!("I32");
+        t["dtype"] = json!("U32");
     })
     .unwrap_err();
     assert!(
