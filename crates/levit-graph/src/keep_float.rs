@@ -3,12 +3,11 @@
 //!
 //! A kept layer runs exactly as it would in a bf16 model: its GEMM weights are bf16
 //! panels (bf16 kernels exist on every ISA level), the stem convs over at most
-//! [`crate::F32_CONV_MAX_CIN`] channels hold bf16-rounded weights widened to f32, and
-//! an attention core (scores, softmax, p·V) whose keys and values come from a kept
-//! layer (`{block}.attn.qkv`, `{downsample}.attn.kv`) runs the bf16 attention kernel
-//! of its level. So an int8 model keeping every layer computes the bits of the bf16
-//! model (tested), and the kept set is fully described by the weights an int8 file
-//! stores in bf16.
+//! [`crate::F32_CONV_MAX_CIN`] channels hold bf16-rounded weights widened to f32 (the
+//! attention cores of an int8 model run the bf16 attention kernel anyway, kept or not:
+//! `build::attention_precision`). So an int8 model keeping every layer computes the
+//! bits of the bf16 model (tested), and the kept set is fully described by the weights
+//! an int8 file stores in bf16.
 
 use crate::{Dims, GraphError};
 

@@ -14,7 +14,7 @@ mod step;
 mod tensors;
 
 pub use arena_layout::BufRange;
-pub use build::{conv_precision, F32_CONV_MAX_CIN};
+pub use build::{attention_precision, conv_precision, F32_CONV_MAX_CIN};
 pub use config::{check_img_size, ActKind, AttnDims, Config, Dims, StageDims};
 pub use error::GraphError;
 pub use keep_float::KeepFloat;

@@ -269,5 +269,8 @@ fn every_header_byte_change_of_the_int8_seed_is_ok_or_a_typed_error() {
             loaded += usize::from(harness::load_and_run(&harness::fix_checksums(&m)));
         }
     }
-    println!("{} header bytes x 3 values: {loaded} variants loaded", end - 8);
+    println!(
+        "{} header bytes x 3 values: {loaded} variants loaded",
+        end - 8
+    );
 }
