@@ -65,9 +65,8 @@ impl AttentionKernel {
 
     /// The kernel a `precision` step runs on level `isa`: the best of that precision
     /// whose ISA the level includes (so a lower `LEVIT_ISA` lowers it too), else, for
-    /// a reduced precision, the f32 kernel of the level (module doc; int8 first tries
-    /// bf16). No allocation after the first call, so the hot path may call it per
-    /// step.
+    /// a reduced precision, the f32 kernel of the level (module doc). No allocation
+    /// after the first call, so the hot path may call it per step.
     ///
     /// # Panics
     /// If `isa` is not supported by this CPU (there is always an f32 kernel for a
@@ -84,16 +83,7 @@ impl AttentionKernel {
                 .find(|k| k.precision == p && isa.includes(k.isa))
                 .copied()
         };
-        // int8 has no attention kernel of its own: its dynamic per-token scales would
-        // need a quantization pass per head and product for two small matmuls, so an
-        // int8 plan runs the products in bf16 where the level has a bf16 attention
-        // kernel (AMX: faster than f32, and its rounding is far inside the int8
-        // contract), else in f32.
-        let reduced = match precision {
-            Precision::Int8 => find(Precision::Int8).or_else(|| find(Precision::Bf16)),
-            p => find(p),
-        };
-        reduced
+        find(precision)
             .or_else(|| find(Precision::F32))
             .expect("every supported level includes an f32 attention kernel")
     }
