@@ -22,6 +22,10 @@ pub struct Split {
     pub rows: usize,
     /// Panels of the widest tile.
     pub panels: usize,
+    /// Row ranges of a threaded split start at multiples of this: 1 for the register
+    /// kernels (their driver balances its row tiles inside any range), the A tile's
+    /// 16 rows for AMX (a range of 98 rows would end on a 2-row tile).
+    pub row_step: usize,
 }
 
 /// Computes the block `rows` x (columns of `panels`) of one GEMM.

@@ -41,6 +41,7 @@ macro_rules! tiled_kernel {
                     split: $crate::gemm::Split {
                         rows: $tiles.mr,
                         panels: $tiles.np,
+                        row_step: 1,
                     },
                     block: tiled_block,
                 })

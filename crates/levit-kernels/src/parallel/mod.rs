@@ -66,6 +66,10 @@ unsafe impl Sync for SharedOut {}
 // SAFETY: as above.
 unsafe impl Send for SharedOut {}
 
+/// Rows each thread must get before a GEMM is split by rows even when it has panels
+/// enough for every thread ([`gemm`]).
+const ROWS_PER_THREAD: usize = 64;
+
 /// [`GemmKernel::run`] split over `exec`'s threads: by panels when there are enough
 /// of them, else by rows, in the kernel's own tile granularity. Bit-identical to the
 /// single-threaded call.
@@ -81,17 +85,24 @@ pub fn gemm(kernel: &GemmKernel, args: &GemmArgs, c: &mut [f32], exec: &dyn Exec
     if let Err(e) = kernel.check(args, c.len()) {
         panic!("gemm called with inconsistent operands: {e}");
     }
-    // Panels when each thread gets at least one widest tile, else rows in multiples
-    // of the tallest row tile.
-    let by_panels = np >= tile.panels * threads || args.m < tile.rows * threads;
+    // Rows when every thread gets at least `ROWS_PER_THREAD` rows and two tallest row
+    // tiles: a panel split makes every thread convert (bf16) or quantize (int8) all
+    // of A and finish with the same row-tile overheads, which at 196 rows cost more
+    // than each thread streaming all of B from the shared L3 (measured on the AMX
+    // Xeon, 2 threads, LeViT-256 bf16: 6.0 -> 4.3 ms; LeViT-384 int8: 11.0 -> 6.7 ms).
+    // Fewer rows (the 49- and 16-token stages, whose weights stream from memory):
+    // panels, when each thread gets at least one widest tile, so each weight is read
+    // by one thread; else rows.
+    let rows_first = args.m >= ROWS_PER_THREAD * threads && args.m >= 2 * tile.rows * threads;
+    let by_panels = !rows_first && (np >= tile.panels * threads || args.m < tile.rows * threads);
     let tasks = if by_panels {
         threads.min(np)
     } else {
         threads.min(args.m.div_ceil(tile.rows))
     };
     // Balance first: equal panel counts (whole wide tiles when they divide evenly, so
-    // every task keeps the widest tile), and rows cut without alignment (the driver
-    // balances its row tiles inside any range). Cutting 6 panels into pairs would give
+    // every task keeps the widest tile), and rows cut at the kernel's `row_step` (the
+    // register kernels' driver balances its row tiles inside any range). Cutting 6 panels into pairs would give
     // 4+2.
     let panel_align = if np.is_multiple_of(tile.panels * tasks) {
         tile.panels
@@ -103,7 +114,7 @@ pub fn gemm(kernel: &GemmKernel, args: &GemmArgs, c: &mut [f32], exec: &dyn Exec
         let (rows, cols) = if by_panels {
             (0..args.m, split_range(np, tasks, panel_align, i))
         } else {
-            (split_range(args.m, tasks, 1, i), 0..np)
+            (split_range(args.m, tasks, tile.row_step, i), 0..np)
         };
         let (ptr, len) = out.get();
         // SAFETY: `out` is the exclusive borrow `c` (valid for `c.len()` floats, which

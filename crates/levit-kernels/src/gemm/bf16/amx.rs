@@ -98,6 +98,7 @@ pub(crate) fn bf16_kernel() -> Option<GemmKernel> {
         split: Split {
             rows: MR,
             panels: NP,
+            row_step: 16,
         },
         block: amx_block,
     })

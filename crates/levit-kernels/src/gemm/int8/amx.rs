@@ -60,6 +60,7 @@ pub(crate) fn int8_kernel() -> Option<GemmKernel> {
         split: Split {
             rows: MR,
             panels: NP,
+            row_step: 16,
         },
         block: amx_block,
     })

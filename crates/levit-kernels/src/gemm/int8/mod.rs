@@ -278,6 +278,7 @@ macro_rules! int8_kernel {
                 split: $crate::gemm::Split {
                     rows: $tiles.mr,
                     panels: $tiles.np,
+                    row_step: 1,
                 },
                 block: int8_block,
             })
