@@ -113,11 +113,6 @@ pub fn random_weight_file(config: &Config, seed: u64) -> Result<Vec<u8>> {
 /// rounded to bf16 K-pair panels `[P, KP/2, 16, 2]`, everything else kept in f32.
 pub fn to_bf16_file(f32_file: &[u8]) -> Result<Vec<u8>> {
     let file = levit_format::WeightFile::from_bytes(f32_file, false)?;
-    /// A converted tensor's values: bf16 panels or f32 kept as they were.
-    enum Values {
-        Bf16(Vec<u16>),
-        F32(Vec<f32>),
-    }
     let mut converted: Vec<(String, Vec<usize>, Values)> = Vec::new();
     for t in file.tensors() {
         let data = f32_values(&t)?;
@@ -135,19 +130,7 @@ pub fn to_bf16_file(f32_file: &[u8]) -> Result<Vec<u8>> {
             ));
         }
     }
-    let tensors: Vec<TensorData> = converted
-        .iter()
-        .map(|(name, shape, data)| TensorData {
-            name,
-            shape,
-            data: match data {
-                Values::Bf16(h) => TensorBytes::Bf16(h),
-                Values::F32(f) => TensorBytes::F32(f),
-            },
-        })
-        .collect();
-    let source = format!("{} (bf16)", file.source().unwrap_or("unknown"));
-    Ok(write_weight_file(file.config_json(), &tensors, &source))
+    Ok(write_converted(&file, &converted, "bf16"))
 }
 
 /// The int8 file `levit-weights convert --precision int8 --keep-float keep` would
@@ -163,13 +146,6 @@ pub fn to_int8_file(f32_file: &[u8], keep: &levit_graph::KeepFloat) -> Result<Ve
     let dims = Config::from_json(file.config_json())?.dims()?;
     keep.check(&dims)?;
     let specs = levit_graph::int8_file_specs(&dims, keep);
-    /// A converted tensor's values.
-    enum Values {
-        F32(Vec<f32>),
-        Bf16(Vec<u16>),
-        I8(Vec<i8>),
-        I32(Vec<i32>),
-    }
     let mut converted: Vec<(String, Vec<usize>, Values)> = Vec::new();
     for spec in &specs {
         let t = file
@@ -205,6 +181,24 @@ pub fn to_int8_file(f32_file: &[u8], keep: &levit_graph::KeepFloat) -> Result<Ve
             )),
         }
     }
+    Ok(write_converted(&file, &converted, "int8"))
+}
+
+/// A converted tensor's values, in the dtype it is written with.
+enum Values {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
+    I8(Vec<i8>),
+    I32(Vec<i32>),
+}
+
+/// The weight file of `converted` (name, shape, values) with `file`'s config, its
+/// source tagged with the precision it was converted to.
+fn write_converted(
+    file: &levit_format::WeightFile,
+    converted: &[(String, Vec<usize>, Values)],
+    precision: &str,
+) -> Vec<u8> {
     let tensors: Vec<TensorData> = converted
         .iter()
         .map(|(name, shape, data)| TensorData {
@@ -218,8 +212,8 @@ pub fn to_int8_file(f32_file: &[u8], keep: &levit_graph::KeepFloat) -> Result<Ve
             },
         })
         .collect();
-    let source = format!("{} (int8)", file.source().unwrap_or("unknown"));
-    Ok(write_weight_file(file.config_json(), &tensors, &source))
+    let source = format!("{} ({precision})", file.source().unwrap_or("unknown"));
+    write_weight_file(file.config_json(), &tensors, &source)
 }
 
 /// An f32 weight file with some values changed and every checksum recomputed: what a
