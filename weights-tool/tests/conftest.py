@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -57,3 +61,27 @@ def save_fb(model, cfg, path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def rewrite_lvt(src, dst, edit_header, edit_data=None, fix_checksums=False):
+    """Copies the .lvt `src` to `dst` after `edit_header(header)` (and
+    `edit_data(header, data)` on the tensor bytes), the header re-padded to 64 bytes;
+    with `fix_checksums` every tensor's CRC is recomputed from the (edited) data."""
+    raw = open(src, "rb").read()
+    (hlen,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + hlen])
+    data = bytearray(raw[8 + hlen:])
+    edit_header(header)
+    if edit_data:
+        edit_data(header, data)
+    if fix_checksums:
+        meta = header["__metadata__"]
+        sums = json.loads(meta["checksums"])
+        for name, info in header.items():
+            if name != "__metadata__":
+                b, e = info["data_offsets"]
+                sums[name] = f"{zlib.crc32(bytes(data[b:e])) & 0xFFFFFFFF:08x}"
+        meta["checksums"] = json.dumps(sums, separators=(",", ":"))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((-(8 + len(text))) % 64)
+    open(dst, "wb").write(struct.pack("<Q", len(text)) + text + bytes(data))

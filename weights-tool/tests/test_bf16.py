@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import save_timm
+from conftest import rewrite_lvt, save_timm
 from levit_weights.cli import main
 from levit_weights.lvt import crc32_hex, expected_table, read_lvt, write_lvt
 from levit_weights.pack import (bf16_bits, bf16_packed_shape, bf16_to_f32, pack_panels, pack_panels_bf16,
@@ -200,15 +200,8 @@ def test_inspect_shows_dtypes(tiny_models, tmp_path, capsys):
     assert [ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("head.")] == ["BF16", "F32"]
 
 
-def _rewrite(src, dst, edit):
-    raw = bytearray(open(src, "rb").read())
-    (hlen,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + hlen])
-    data = raw[8 + hlen:]
-    edit(header)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((-(8 + len(text))) % 64)
-    open(dst, "wb").write(struct.pack("<Q", len(text)) + text + bytes(data))
+def _rewrite(src, dst, edit_header, edit_data=None):
+    rewrite_lvt(src, dst, edit_header, edit_data, fix_checksums=False)
 
 
 def test_strict_reader_refuses_bad_bf16_files(tiny_models, tmp_path, capsys):

@@ -5,13 +5,11 @@ fuzz/seeds/one_stage_int8.lvt written by `recast`: crates/levit/tests/int8_file.
 
 from __future__ import annotations
 
-import json
-import struct
 
 import numpy as np
 import pytest
 
-from conftest import save_timm
+from conftest import rewrite_lvt, save_timm
 from levit_weights.cli import main
 from levit_weights.lvt import expected_table, int8_companion_names, read_lvt
 from levit_weights.pack import (dequantize_panels_int8, int8_packed_shape, pack_panels, quantize_panels_int8,
@@ -144,24 +142,7 @@ def test_bad_int8_requests_are_errors(tiny_models, tmp_path, capsys):
 
 
 def _rewrite(src, dst, edit_header, edit_data=None):
-    raw = open(src, "rb").read()
-    (hlen,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + hlen])
-    data = bytearray(raw[8 + hlen:])
-    edit_header(header)
-    if edit_data:
-        edit_data(header, data)
-    meta = header["__metadata__"]
-    sums = json.loads(meta["checksums"])
-    import zlib
-    for name, info in header.items():
-        if name != "__metadata__":
-            b, e = info["data_offsets"]
-            sums[name] = f"{zlib.crc32(bytes(data[b:e])) & 0xFFFFFFFF:08x}"
-    meta["checksums"] = json.dumps(sums, separators=(",", ":"))
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((-(8 + len(text))) % 64)
-    open(dst, "wb").write(struct.pack("<Q", len(text)) + text + bytes(data))
+    rewrite_lvt(src, dst, edit_header, edit_data, fix_checksums=True)
 
 
 def test_strict_reader_refuses_bad_int8_files(tiny_models, tmp_path, capsys):
