@@ -5,7 +5,6 @@ fuzz/seeds/one_stage_int8.lvt written by `recast`: crates/levit/tests/int8_file.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
