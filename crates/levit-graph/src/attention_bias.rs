@@ -15,26 +15,39 @@ pub fn bias_index(r_in: usize, r_out: usize, stride: usize, q: usize, k: usize) 
 }
 
 /// Gathers `table` (`[heads][row_stride]`, first `r_in²` columns used) into
-/// `out` = `[heads][nq][nk]`. Same result as [`bias_index`] per element, without a
-/// division per element (load time matters: LeViT-384 gathers 1.2 M values).
+/// `out` = `[heads][nq][nk]`. Same result as [`bias_index`] per element, but each
+/// output row is one contiguous copy (load time matters: LeViT-384 gathers 1.2 M
+/// values, and per-element or per-key-row copies were a quarter of its load).
+///
+/// Why one copy per row: for a query column `x = qx * stride`, let
+/// `mirror[j][kx] = table[h][|j| * r_in + |x - kx|]` for `j` in `-(r_in-1)..r_in`,
+/// stored from `j = -(r_in-1)` on. The row of query `(qy, qx)` holds, for each key row
+/// `ky`, `mirror[ky - y]` with `y = qy * stride`: key rows `0..r_in` are the
+/// consecutive `j = -y..r_in-y`, which start `(r_in - 1 - y) * r_in` floats into
+/// `mirror`.
 pub fn gather(a: &AttnDims, table: &[f32], row_stride: usize, out: &mut [f32]) {
-    let (nq, nk, r_in) = (a.nq(), a.nk(), a.r_in);
-    let stride = a.stride;
+    let (nq, nk, r_in, r_out, stride) = (a.nq(), a.nk(), a.r_in, a.r_out, a.stride);
     assert!(out.len() >= a.heads * nq * nk && table.len() >= a.heads * row_stride);
+    assert!(
+        (r_out - 1) * stride < r_in,
+        "queries must lie on the key grid"
+    );
+    let mut mirror = vec![0.0f32; (2 * r_in - 1) * r_in];
     for h in 0..a.heads {
         let row = &table[h * row_stride..][..nk];
-        for q in 0..nq {
-            let (qy, qx) = (q / a.r_out * stride, q % a.r_out * stride);
-            let dst = &mut out[(h * nq + q) * nk..][..nk];
-            for (ky, dst) in dst.chunks_exact_mut(r_in).enumerate() {
-                // Along kx the index is base + |qx - kx|: a reversed run up to qx, then
-                // an ascending run (qx <= r_in - 1 for both attention kinds).
-                let src = &row[qy.abs_diff(ky) * r_in..][..r_in];
-                let (left, right) = dst.split_at_mut(qx + 1);
-                for (d, v) in left.iter_mut().zip(src[..=qx].iter().rev()) {
-                    *d = *v;
+        for qx in 0..r_out {
+            let x = qx * stride;
+            for (j, dst) in mirror.chunks_exact_mut(r_in).enumerate() {
+                let dy = j.abs_diff(r_in - 1);
+                let src = &row[dy * r_in..][..r_in];
+                for (kx, d) in dst.iter_mut().enumerate() {
+                    *d = src[x.abs_diff(kx)];
                 }
-                right.copy_from_slice(&src[1..r_in - qx]);
+            }
+            for qy in 0..r_out {
+                let start = (r_in - 1 - qy * stride) * r_in;
+                let q = qy * r_out + qx;
+                out[(h * nq + q) * nk..][..nk].copy_from_slice(&mirror[start..][..nk]);
             }
         }
     }

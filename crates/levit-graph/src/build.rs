@@ -11,6 +11,7 @@ use levit_kernels::gemm::Epilogue;
 use levit_kernels::{Activation, Precision};
 
 use crate::arena_layout::{ArenaPlanner, BufId};
+use crate::bias_tables::{BiasGather, BiasTables};
 use crate::plan::{bias_floats, check_plan_bytes, Plan, Unpacked};
 use crate::step::{AttentionStep, ConvStep, GemmStep, ImageSource, MeanRowsStep, Step, WeightId};
 use crate::tensors::{packed_weight_shape, tensor_specs};
@@ -69,7 +70,6 @@ struct Builder<'w> {
 pub(crate) type PendingStep = Step<BufId>;
 
 /// A bias table to gather: its stored data, its row stride, the attention, where it goes.
-type BiasGather<'w> = (&'w [f32], usize, AttnDims, Range<usize>);
 
 impl<'w> Builder<'w> {
     fn step(&self) -> usize {
@@ -160,7 +160,7 @@ impl<'w> Builder<'w> {
     }
 
     /// Plans the gathered bias table `{prefix}.attention_biases` for `a` (gathered by
-    /// [`Builder::gather_bias_tables`], after the memory check).
+    /// [`BiasTables::gather`], after the memory check).
     fn bias_table(&mut self, prefix: &str, a: &AttnDims) -> Result<Range<usize>, GraphError> {
         let name = format!("{prefix}.attention_biases");
         let id = self.weight(name.clone())?;
@@ -171,25 +171,6 @@ impl<'w> Builder<'w> {
         self.bias_len = range.end;
         self.gathers.push((table, row_stride, *a, range.clone()));
         Ok(range)
-    }
-
-    /// Allocates (fallibly) and fills every planned bias table.
-    fn gather_bias_tables(
-        gathers: &[BiasGather<'w>],
-        bias_len: usize,
-    ) -> Result<Vec<f32>, GraphError> {
-        let mut tables = Vec::new();
-        tables
-            .try_reserve_exact(bias_len)
-            .map_err(|_| GraphError::OutOfMemory {
-                what: "attention-bias tables",
-                mib: (bias_len as u64 * 4).div_ceil(1 << 20),
-            })?;
-        tables.resize(bias_len, 0.0);
-        for (table, row_stride, a, range) in gathers {
-            attention_bias::gather(a, table, *row_stride, &mut tables[range.clone()]);
-        }
-        Ok(tables)
     }
 
     fn attention(
@@ -541,7 +522,7 @@ impl Plan {
                 .saturating_add(single.arena_len as u64)
                 .saturating_add(b.attention_scratch as u64),
         )?;
-        let bias_tables = Builder::gather_bias_tables(&b.gathers, b.bias_len)?;
+        let bias_tables = BiasTables::gather(&b.gathers, b.bias_len)?;
         let plan = Plan {
             config: config.clone(),
             precision,

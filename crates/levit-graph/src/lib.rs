@@ -5,6 +5,7 @@
 
 mod arena_layout;
 pub mod attention_bias;
+mod bias_tables;
 mod build;
 mod config;
 mod error;
@@ -14,6 +15,7 @@ mod step;
 mod tensors;
 
 pub use arena_layout::BufRange;
+pub use bias_tables::BiasTables;
 pub use build::{attention_precision, conv_precision, F32_CONV_MAX_CIN};
 pub use config::{check_img_size, ActKind, AttnDims, Config, Dims, StageDims};
 pub use error::GraphError;

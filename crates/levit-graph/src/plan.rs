@@ -6,6 +6,7 @@ use levit_kernels::Precision;
 use crate::arena_layout::{ArenaPlanner, BufId, BufRange};
 use crate::build::PendingStep;
 use crate::step::Step;
+use crate::BiasTables;
 use crate::{AttnDims, Config, Dims, GraphError, KeepFloat, TensorSpec};
 
 /// Most bytes a plan may need beyond the weight file: gathered attention-bias tables
@@ -78,7 +79,7 @@ pub struct Plan {
     /// Where the logits end up.
     pub output: BufRange,
     /// All gathered attention-bias tables, back to back.
-    pub bias_tables: Vec<f32>,
+    pub bias_tables: BiasTables,
     /// All row-gather tables, back to back.
     pub row_tables: Vec<u32>,
     /// Named intermediates.
