@@ -69,8 +69,6 @@ struct Builder<'w> {
 /// A step whose buffers are still ids (the arena is packed after the last step).
 pub(crate) type PendingStep = Step<BufId>;
 
-/// A bias table to gather: its stored data, its row stride, the attention, where it goes.
-
 impl<'w> Builder<'w> {
     fn step(&self) -> usize {
         self.steps.len()
