@@ -6,7 +6,7 @@
 //!
 //! `cargo run --release -p levit --example batch_interleaved -- 384 30 1 1 8`
 //! (variant with random weights, reps, threads, then the batch sizes; the first is the
-//! baseline).
+//! baseline). `384:bf16` or `384:int8` runs that precision (quantized at load).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +19,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.len() < 4 {
         return Err("usage: batch_interleaved VARIANT REPS THREADS BATCH...".into());
     }
-    let config = synth::variant_config(&args[0]).ok_or("unknown variant")?;
+    let (variant, precision) = match args[0].split_once(':') {
+        Some((v, p)) => (v, Some(levit::Precision::parse(p)?)),
+        None => (args[0].as_str(), None),
+    };
+    let config = synth::variant_config(variant).ok_or("unknown variant")?;
     let reps: usize = args[1].parse()?;
     let threads: usize = args[2].parse()?;
     let batches: Vec<usize> = args[3..]
@@ -27,7 +31,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|b| b.parse())
         .collect::<Result<_, _>>()?;
     let file = synth::random_weight_file(&config, 7)?;
-    let model = Arc::new(Model::from_bytes(&file, ModelOptions::default())?);
+    let model = Arc::new(Model::from_bytes(
+        &file,
+        ModelOptions {
+            precision,
+            ..ModelOptions::default()
+        },
+    )?);
     let images = batches.iter().copied().max().unwrap_or(1).max(8);
     let mut rng = Rng::new(3);
     let inputs: Vec<f32> = (0..images * model.input_len())

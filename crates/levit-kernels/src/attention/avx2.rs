@@ -47,6 +47,7 @@ unsafe impl AttnVec for Avx2 {
     type F = __m256;
     type Mask = __m256i;
     const LANES: usize = 8;
+    const ROWS: usize = 4;
     const JV: usize = 2;
     const SUM_CHAINS: usize = 2;
 

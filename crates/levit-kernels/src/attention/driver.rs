@@ -1,8 +1,8 @@
 //! The attention algorithm, written once over the vector primitives of [`AttnVec`].
 //!
 //! Per head, K is transposed into scratch (`kt[d][m]`, keys zero-padded to a multiple
-//! of [`KEY_PAD`]) so that the scores of a block of up to [`QB`] query rows are a
-//! small register-tiled GEMM: `R` rows x 2 vectors of keys = up to 8 accumulators,
+//! of [`KEY_PAD`]) so that the scores of a block of up to [`AttnVec::ROWS`] query rows
+//! are a small register-tiled GEMM: `R` rows x 2 vectors of keys accumulators,
 //! `key_dim` FMA steps. The block's epilogue is [`AttnVec::scale_bias`]; padded keys
 //! become `-inf` and the row max is kept on the fly. The bias rows of the next block
 //! are prefetched: the table is read once per inference, so it streams from L3 or
@@ -48,7 +48,9 @@ pub(super) unsafe trait AttnVec {
     type Mask: Copy;
     /// Floats per vector.
     const LANES: usize;
-    /// Vectors of `val_dim` per `p·V` pass: `QB x JV` accumulators, as many as the
+    /// Query rows per block (1 to [`QB`]): `2 x ROWS` score accumulators.
+    const ROWS: usize;
+    /// Vectors of `val_dim` per `p·V` pass: `ROWS x JV` accumulators, as many as the
     /// register file holds next to the V vectors and a broadcast (1 to 4).
     const JV: usize;
     /// Independent sum chains in the softmax (1 or 2), each over every
@@ -113,6 +115,7 @@ pub(super) unsafe fn attention<V: AttnVec>(
     const {
         assert!(KEY_PAD.is_multiple_of(2 * V::LANES));
         assert!(V::JV >= 1 && V::JV <= 4);
+        assert!(V::ROWS >= 1 && V::ROWS <= QB);
         assert!(V::SUM_CHAINS == 1 || V::SUM_CHAINS == 2);
     }
     let s = args.shape;
@@ -132,7 +135,7 @@ pub(super) unsafe fn attention<V: AttnVec>(
         super::transpose_keys(args, h, nkp, kt);
         let mut i0 = rows.start;
         while i0 < rows.end {
-            let r = QB.min(rows.end - i0);
+            let r = V::ROWS.min(rows.end - i0);
             let mut q = [args.q.as_ptr(); QB];
             let mut bias = [args.bias.as_ptr(); QB];
             let mut o = [out.as_mut_ptr(); QB];
@@ -159,13 +162,19 @@ pub(super) unsafe fn attention<V: AttnVec>(
                 probs: probs.as_mut_ptr(),
             };
             // SAFETY: the pointers above cover r rows; kt and probs hold key_dim*nkp
-            // and QB*nkp floats; the CPU runs V (this function's contract).
+            // and QB*nkp floats; the CPU runs V (this function's contract). The guards
+            // are constants: a path with 4 rows has no 5- to 8-row kernels at all.
             let max = unsafe {
                 match r {
                     1 => scores::<V, 1>(&sc),
                     2 => scores::<V, 2>(&sc),
                     3 => scores::<V, 3>(&sc),
-                    _ => scores::<V, 4>(&sc),
+                    4 => scores::<V, 4>(&sc),
+                    5 if V::ROWS >= 5 => scores::<V, 5>(&sc),
+                    6 if V::ROWS >= 6 => scores::<V, 6>(&sc),
+                    7 if V::ROWS >= 7 => scores::<V, 7>(&sc),
+                    8 if V::ROWS >= 8 => scores::<V, 8>(&sc),
+                    _ => unreachable!("scores of {r} rows"),
                 }
             };
             let mut sums = [1.0f32; QB];
@@ -253,9 +262,9 @@ unsafe fn scores<V: AttnVec, const R: usize>(s: &Scores) -> [f32; QB] {
             }
             for &row in &s.bias[..R] {
                 // The bias table is read once per inference, so it comes from L3 or
-                // memory: fetch the next block's rows (the following QB*nk floats of
+                // memory: fetch the next block's rows (the following ROWS*nk floats of
                 // the table), one prefetch per 64-byte line, while this block computes.
-                let ahead = row.wrapping_add(QB * s.nk + c);
+                let ahead = row.wrapping_add(V::ROWS * s.nk + c);
                 let mut line = 0;
                 while line < 2 * l {
                     V::prefetch(ahead.wrapping_add(line));
@@ -351,7 +360,7 @@ struct Pv<V: AttnVec> {
 /// Runs the `r x jn` kernel, or the `r`-row tail kernel.
 ///
 /// # Safety
-/// As [`pv`]; `1 <= r <= QB`, `1 <= jn <= V::JV`, and `jn = 1` for the tail.
+/// As [`pv`]; `1 <= r <= V::ROWS`, `1 <= jn <= V::JV`, and `jn = 1` for the tail.
 #[inline(always)]
 unsafe fn run_pv<V: AttnVec>(r: usize, jn: usize, tail: bool, p: &Pv<V>) {
     // SAFETY: forwarded from this function's contract.
@@ -360,7 +369,12 @@ unsafe fn run_pv<V: AttnVec>(r: usize, jn: usize, tail: bool, p: &Pv<V>) {
             1 => run_pv_rows::<V, 1>(jn, tail, p),
             2 => run_pv_rows::<V, 2>(jn, tail, p),
             3 => run_pv_rows::<V, 3>(jn, tail, p),
-            _ => run_pv_rows::<V, 4>(jn, tail, p),
+            4 => run_pv_rows::<V, 4>(jn, tail, p),
+            5 if V::ROWS >= 5 => run_pv_rows::<V, 5>(jn, tail, p),
+            6 if V::ROWS >= 6 => run_pv_rows::<V, 6>(jn, tail, p),
+            7 if V::ROWS >= 7 => run_pv_rows::<V, 7>(jn, tail, p),
+            8 if V::ROWS >= 8 => run_pv_rows::<V, 8>(jn, tail, p),
+            _ => unreachable!("p·V of {r} rows"),
         }
     }
 }

@@ -47,8 +47,9 @@ pub use kernel::AttentionKernel;
 
 use crate::{Activation, Isa, Precision};
 
-/// Query rows processed together by the SIMD paths.
-pub(crate) const QB: usize = 4;
+/// Most query rows a SIMD path processes together (its `AttnVec::ROWS`); sizes the
+/// probability rows of the scratch.
+pub(crate) const QB: usize = 8;
 /// Keys are padded to a multiple of this in the transposed-K scratch.
 pub(crate) const KEY_PAD: usize = 32;
 

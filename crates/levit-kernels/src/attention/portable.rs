@@ -64,6 +64,7 @@ unsafe impl AttnVec for Portable {
     /// Lanes `0..n`.
     type Mask = usize;
     const LANES: usize = 8;
+    const ROWS: usize = 4;
     const JV: usize = 2;
     /// One chain: the sum this path has always computed (two would round differently).
     const SUM_CHAINS: usize = 1;
