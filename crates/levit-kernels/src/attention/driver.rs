@@ -2,7 +2,7 @@
 //!
 //! Per head, K is transposed into scratch (`kt[d][m]`, keys zero-padded to a multiple
 //! of [`KEY_PAD`]) so that the scores of a block of up to [`AttnVec::ROWS`] query rows
-//! are a small register-tiled GEMM: `R` rows x 2 vectors of keys accumulators,
+//! are a small register-tiled GEMM: `R` rows x 2 vectors of keys = `2R` accumulators,
 //! `key_dim` FMA steps. The block's epilogue is [`AttnVec::scale_bias`]; padded keys
 //! become `-inf` and the row max is kept on the fly. The bias rows of the next block
 //! are prefetched: the table is read once per inference, so it streams from L3 or
