@@ -74,19 +74,27 @@ const REGISTRY: &[fn() -> Option<GemmKernel>] = &[
     super::int8::portable::int8_kernel,
 ];
 
+/// The kernels of [`REGISTRY`] this CPU runs, built once (a constructor may ask the
+/// OS for AMX state, so lookups should not rerun them).
+fn available() -> &'static [GemmKernel] {
+    static ALL: std::sync::OnceLock<Vec<GemmKernel>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| REGISTRY.iter().filter_map(|new| new()).collect())
+}
+
 impl GemmKernel {
     /// Every kernel this CPU can run, in registry order.
     pub fn all() -> Vec<GemmKernel> {
-        REGISTRY.iter().filter_map(|new| new()).collect()
+        available().to_vec()
     }
 
     /// The best kernel for `precision` whose ISA level `isa` includes (so a lower
     /// `LEVIT_ISA` also lowers the kernel), or `None` if there is none on this CPU.
+    /// No allocation after the first call.
     pub fn select(precision: Precision, isa: Isa) -> Option<GemmKernel> {
-        REGISTRY
+        available()
             .iter()
-            .filter_map(|new| new())
             .find(|k| k.precision == precision && isa.includes(k.isa))
+            .copied()
     }
 
     /// Name, e.g. `avx512_f32_12x32`: ISA, precision, tallest tile.
