@@ -109,6 +109,25 @@ impl<'w> Builder<'w> {
         }
     }
 
+    /// `{prefix}.weight`, its step running in `precision`: where that is not the
+    /// plan's (a layer an int8 plan keeps in float, a small stem conv kept in f32), the
+    /// weight is expected packed `[k, n]` in it (the model converts at load).
+    fn weight_in(
+        &mut self,
+        prefix: &str,
+        precision: Precision,
+        k: usize,
+        n: usize,
+    ) -> Result<WeightId, GraphError> {
+        let weight = self.weight(format!("{prefix}.weight"))?;
+        if precision != self.precision {
+            let spec = &mut self.weights[weight.0];
+            spec.precision = precision;
+            spec.shape = packed_weight_shape(precision, k, n);
+        }
+        Ok(weight)
+    }
+
     fn weight(&mut self, name: String) -> Result<WeightId, GraphError> {
         self.weight_index
             .get(&name)
@@ -129,14 +148,9 @@ impl<'w> Builder<'w> {
         epilogue: Epilogue,
         out: BufId,
     ) -> Result<(), GraphError> {
-        let weight = self.weight(format!("{prefix}.weight"))?;
-        let bias = self.weight(format!("{prefix}.bias"))?;
         let precision = self.layer_precision(prefix);
-        if precision != self.precision {
-            let spec = &mut self.weights[weight.0];
-            spec.precision = precision;
-            spec.shape = packed_weight_shape(precision, k, n);
-        }
+        let weight = self.weight_in(prefix, precision, k, n)?;
+        let bias = self.weight(format!("{prefix}.bias"))?;
         self.push(
             prefix.to_string(),
             Step::Gemm(GemmStep {
@@ -412,12 +426,7 @@ impl Plan {
             };
             let conv_act = if i < 3 { act } else { Activation::None };
             let conv_precision = conv_precision(b.layer_precision(&format!("stem.{i}")), cin);
-            let weight = b.weight(format!("stem.{i}.weight"))?;
-            if conv_precision != precision {
-                let spec = &mut b.weights[weight.0];
-                spec.precision = conv_precision;
-                spec.shape = packed_weight_shape(conv_precision, geometry.k(), cout);
-            }
+            let weight = b.weight_in(&format!("stem.{i}"), conv_precision, geometry.k(), cout)?;
             let step = Step::Conv(ConvStep {
                 src: image.map_or(ImageSource::Input, ImageSource::Arena),
                 layout,

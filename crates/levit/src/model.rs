@@ -98,7 +98,7 @@ impl std::fmt::Debug for Model {
 /// int8 file, whose small stem convs and kept layers are f32 or bf16), else that of
 /// `stem.0.weight` (every other weight is then checked against it).
 fn stored_precision(file: &WeightFile) -> Result<Precision> {
-    if file.tensors().any(|t| t.dtype == levit_format::Dtype::I8) {
+    if file.tensors().any(|t| t.dtype == Dtype::I8) {
         return Ok(Precision::Int8);
     }
     let name = "stem.0.weight";
