@@ -81,16 +81,6 @@ impl Deref for BiasTables {
     }
 }
 
-impl Clone for BiasTables {
-    fn clone(&self) -> Self {
-        let mut copy = Self::zeroed(self.len).expect("cloning the attention-bias tables");
-        if let Some(map) = &mut copy.map {
-            map[..self.len * 4].copy_from_slice(bytemuck::cast_slice(self));
-        }
-        copy
-    }
-}
-
 impl std::fmt::Debug for BiasTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "BiasTables({} floats)", self.len)
@@ -105,7 +95,6 @@ mod tests {
     fn empty_tables_are_an_empty_slice() {
         let t = BiasTables::gather(&[], 0).unwrap();
         assert!(t.is_empty());
-        assert!(t.clone().is_empty());
     }
 
     #[test]
@@ -129,6 +118,5 @@ mod tests {
         assert_eq!(t.len(), 5 + n + 3);
         assert_eq!(&t[5..5 + n], &want[..]);
         assert!(t[..5].iter().chain(&t[5 + n..]).all(|&v| v == 0.0));
-        assert_eq!(&t.clone()[..], &t[..]);
     }
 }

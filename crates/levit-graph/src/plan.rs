@@ -53,7 +53,7 @@ pub struct Tap {
 }
 
 /// A model as data: steps, arena layout, weights to bind, bias and row tables.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Plan {
     /// The config it was built from.
     pub config: Config,
