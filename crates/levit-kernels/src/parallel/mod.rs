@@ -102,8 +102,8 @@ pub fn gemm(kernel: &GemmKernel, args: &GemmArgs, c: &mut [f32], exec: &dyn Exec
     };
     // Balance first: equal panel counts (whole wide tiles when they divide evenly, so
     // every task keeps the widest tile), and rows cut at the kernel's `row_step` (the
-    // register kernels' driver balances its row tiles inside any range). Cutting 6 panels into pairs would give
-    // 4+2.
+    // register kernels' driver balances its row tiles inside any range). Cutting 6
+    // panels into pairs would give 4+2.
     let panel_align = if np.is_multiple_of(tile.panels * tasks) {
         tile.panels
     } else {
