@@ -31,12 +31,12 @@ pub(crate) const WIDE_NP: usize = 4;
 /// and the macro running the K loop (`$steps`, see [`f32_steps`]): the bf16 kernels
 /// (`super::bf16`) reuse the tiles and epilogues with their own B loads.
 macro_rules! tile_family {
-    ($a:ty, $prepare:ident, $value:ident, $advance:ident) => {
+    ($a:ty, $steps:ident, $prepare:ident, $value:ident, $advance:ident) => {
         tile_family!(
             $a,
             f32,
             "avx512f,avx512vl,avx512dq,avx512bw,fma",
-            f32_steps,
+            $steps,
             $prepare,
             $value,
             $advance
@@ -168,30 +168,54 @@ macro_rules! store_row {
     }};
 }
 
-/// The K loop of an f32 tile: `acc[r][p] += A[r][kk] * B[kk][p]` for kk = 0..k in
-/// order, one B vector per panel and one broadcast per row each step.
+/// The K loop of an f32 tile over one run of A per row: `acc[r][p] += A[r][kk] *
+/// B[kk][p]` for kk = 0..k in order, one B vector per panel and one broadcast per row
+/// each step.
+///
+/// This loop must stay free of anything that moves the row pointers: with a branch
+/// per step that could move them ([`f32_segmented_steps`]), LLVM stored all 12 row
+/// pointers of the 12-row tiles back to the stack on every step, and the tile went
+/// front-end bound (SPR, 1 thread: 196x384x768 at 126 against 144 GFLOP/s here).
 macro_rules! f32_steps {
     ($t:ident, $a:ident, $acc:ident, $np:literal, $ps:tt, [$($r:literal)+], $value:ident, $advance:ident) => {
+        debug_assert!($t.seg_len >= $t.k);
         let (b, stride) = ($t.b, $t.panel_stride);
-        // A rows may come in runs of `seg_len` steps `seg_stride` apart (the
-        // implicit-GEMM convolution); at each run boundary the row pointers move so
-        // that `a[r] + kk` stays the address of step kk. One run for a plain GEMM:
-        // the branch never fires.
+        for kk in 0..$t.k {
+            f32_step!(b, stride, kk, $a, $acc, $np, $ps, [$($r)+], $value);
+        }
+    };
+}
+
+/// [`f32_steps`] for A rows made of runs of `seg_len` steps `seg_stride` apart (the
+/// implicit-GEMM convolution, [`super::gemm_segmented`]): at each run boundary the
+/// row pointers move so that `a[r] + kk` stays the address of step kk. (Nesting a
+/// loop over the steps of a run inside a loop over runs made LLVM spill the
+/// accumulators instead.)
+macro_rules! f32_segmented_steps {
+    ($t:ident, $a:ident, $acc:ident, $np:literal, $ps:tt, [$($r:literal)+], $value:ident, $advance:ident) => {
+        let (b, stride) = ($t.b, $t.panel_stride);
         let mut seg_end = $t.seg_len;
         for kk in 0..$t.k {
             if kk == seg_end {
                 $advance!($a, $t.seg_stride.wrapping_sub($t.seg_len), [$($r)+]);
                 seg_end += $t.seg_len;
             }
-            // SAFETY: `t.b` holds `np` panels of `t.k * 16` floats `stride` apart and
-            // the A values of rows < mr at kk < t.k are readable (Tile contract).
-            unsafe {
-                let mut bv = [_mm512_setzero_ps(); $np];
-                for (p, bv) in bv.iter_mut().enumerate() {
-                    *bv = _mm512_loadu_ps(b.add(p * stride + kk * 16));
-                }
-                $( fma_row!($acc, bv, _mm512_set1_ps($value!($a, kk, $r)), $r, $ps); )+
+            f32_step!(b, stride, kk, $a, $acc, $np, $ps, [$($r)+], $value);
+        }
+    };
+}
+
+/// Step `kk` of an f32 tile: `np` B vectors, then each row's broadcast times them.
+macro_rules! f32_step {
+    ($b:ident, $stride:ident, $kk:ident, $a:ident, $acc:ident, $np:literal, $ps:tt, [$($r:literal)+], $value:ident) => {
+        // SAFETY: `t.b` holds `np` panels of `t.k * 16` floats `stride` apart and the
+        // A values of rows < mr at kk < t.k are readable (Tile contract).
+        unsafe {
+            let mut bv = [_mm512_setzero_ps(); $np];
+            for (p, bv) in bv.iter_mut().enumerate() {
+                *bv = _mm512_loadu_ps($b.add(p * $stride + $kk * 16));
             }
+            $( fma_row!($acc, bv, _mm512_set1_ps($value!($a, $kk, $r)), $r, $ps); )+
         }
     };
 }
@@ -251,24 +275,31 @@ macro_rules! taps_value {
         *$a.base.add(*$a.koff.add($kk) as usize + 2 * $r)
     };
 }
-/// Tap tables index all of K (their tiles are one run): nothing moves.
-macro_rules! taps_advance {
-    ($a:ident, $by:expr, [$($r:literal)+]) => {{
-        let _ = $by;
-    }};
-}
 
 // The tile generator and its row-operand pieces, for the bf16 kernels' families.
 pub(crate) use {fma_row, rows_prepare, rows_value, store_row, tile_family, tile_fn};
 
-/// Kernels reading A rows in place (`GemmArgs`).
+/// Kernels reading A rows in place (`GemmArgs`), one run per row.
 pub(crate) mod rows {
-    tile_family!(RowPtrs, rows_prepare, rows_value, rows_advance);
+    tile_family!(RowPtrs, f32_steps, rows_prepare, rows_value, rows_advance);
+}
+
+/// Kernels reading A rows in place in several runs per row ([`super::gemm_segmented`]).
+pub(crate) mod segmented_rows {
+    tile_family!(
+        RowPtrs,
+        f32_segmented_steps,
+        rows_prepare,
+        rows_value,
+        rows_advance
+    );
 }
 
 /// Kernels reading A through a tap table (`TapsArgs`).
 pub(crate) mod taps {
-    tile_family!(Taps, taps_prepare, taps_value, taps_advance);
+    // A tap table indexes all of K: one run, nothing to move (`f32_steps` never
+    // expands its advance macro).
+    tile_family!(Taps, f32_steps, taps_prepare, taps_value, no_advance);
 }
 
 /// The f32 kernel's tiles.
@@ -278,6 +309,12 @@ pub(crate) const F32_TILES: Tiles<f32> = Tiles {
     wide: Some((WIDE_MR, WIDE_NP)),
     panel_len: f32_panel_len,
     run: rows::run_tile,
+};
+
+/// [`F32_TILES`] on A rows made of several runs ([`super::gemm_segmented`]).
+pub(crate) const F32_SEGMENTED_TILES: Tiles<f32> = Tiles {
+    run: segmented_rows::run_tile,
+    ..F32_TILES
 };
 
 super::tiled_kernel!(f32_kernel, F32, f32, "avx512_f32_12x32", Avx512, F32_TILES);

@@ -551,7 +551,7 @@ pub fn gemm_segmented(isa: Isa, args: &GemmArgs, segments: Segments, c: &mut [f3
     // an exclusive borrow; the ISA was checked by `segmented_supported`.
     unsafe {
         drive(
-            &avx512::F32_TILES,
+            &avx512::F32_SEGMENTED_TILES,
             args,
             b,
             segments,
