@@ -907,43 +907,46 @@ fn tap_table_gemm_equals_the_gemm_of_the_gathered_rows() {
 
 #[test]
 fn segmented_gemm_equals_the_gemm_of_the_gathered_rows() {
-    // Rows of 3 runs of 8 floats, 50 apart, consecutive rows 6 floats apart (they
-    // overlap, like the pixels of a convolution).
+    // Rows of runs of 8 floats, 50 apart, consecutive rows 6 floats apart (they
+    // overlap, like the pixels of a convolution). Three runs (a 3x3 convolution) take
+    // the kernels' unrolled loop, any other count the general one.
     let mut rng = Rng::new(23);
     let (m, n, len, stride, lda) = (30, 37, 8, 50, 6);
-    let k = 3 * len;
-    let span = 2 * stride + len;
-    let a = rng.vec((m - 1) * lda + span, 1.0);
-    let rows: Vec<f32> = (0..m)
-        .flat_map(|i| (0..k).map(move |kk| (i, kk)))
-        .map(|(i, kk)| a[i * lda + (kk / len) * stride + kk % len])
-        .collect();
-    let packed = gemm::pack_b(&rng.vec(k * n, 0.3), k, n);
-    let bias = rng.vec(n, 0.1);
-    let runs = gemm::Segments { len, stride };
-    for isa in Isa::supported()
-        .into_iter()
-        .filter(|&i| gemm::segmented_supported(i))
-    {
-        let epilogue = Epilogue::BiasAct(Activation::HardSwish);
-        let args = dense_args(m, k, n, &rows, &packed, &bias, epilogue);
-        let mut want = vec![0.0; m * n];
-        gemm::gemm(isa, &args, &mut want);
-        let mut got = vec![0.0; m * n];
-        let in_place = GemmArgs { a: &a, lda, ..args };
-        gemm::gemm_segmented(isa, &in_place, runs, &mut got);
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.to_bits(), w.to_bits(), "{isa}");
+    for run_count in [1, 2, 3, 4] {
+        let k = run_count * len;
+        let span = (run_count - 1) * stride + len;
+        let a = rng.vec((m - 1) * lda + span, 1.0);
+        let rows: Vec<f32> = (0..m)
+            .flat_map(|i| (0..k).map(move |kk| (i, kk)))
+            .map(|(i, kk)| a[i * lda + (kk / len) * stride + kk % len])
+            .collect();
+        let packed = gemm::pack_b(&rng.vec(k * n, 0.3), k, n);
+        let bias = rng.vec(n, 0.1);
+        let runs = gemm::Segments { len, stride };
+        for isa in Isa::supported()
+            .into_iter()
+            .filter(|&i| gemm::segmented_supported(i))
+        {
+            let epilogue = Epilogue::BiasAct(Activation::HardSwish);
+            let args = dense_args(m, k, n, &rows, &packed, &bias, epilogue);
+            let mut want = vec![0.0; m * n];
+            gemm::gemm(isa, &args, &mut want);
+            let mut got = vec![0.0; m * n];
+            let in_place = GemmArgs { a: &a, lda, ..args };
+            gemm::gemm_segmented(isa, &in_place, runs, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits(), "{isa}, {run_count} runs");
+            }
+            // One float short of the last row's span is refused.
+            let short = GemmArgs {
+                a: &a[..a.len() - 1],
+                ..in_place
+            };
+            let refused = std::panic::catch_unwind(|| {
+                gemm::gemm_segmented(isa, &short, runs, &mut vec![0.0; m * n]);
+            });
+            assert!(refused.is_err(), "{isa}: a short A must be refused");
         }
-        // One float short of the last row's span is refused.
-        let short = GemmArgs {
-            a: &a[..a.len() - 1],
-            ..in_place
-        };
-        let refused = std::panic::catch_unwind(|| {
-            gemm::gemm_segmented(isa, &short, runs, &mut vec![0.0; m * n]);
-        });
-        assert!(refused.is_err(), "{isa}: a short A must be refused");
     }
 }
 

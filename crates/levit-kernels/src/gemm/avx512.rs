@@ -199,20 +199,39 @@ macro_rules! f32_steps {
 }
 
 /// [`f32_steps`] for A rows made of runs of `seg_len` steps `seg_stride` apart (the
-/// implicit-GEMM convolution, [`super::gemm_segmented`]): at each run boundary the
-/// row pointers move so that `a[r] + kk` stays the address of step kk. (Nesting a
-/// loop over the steps of a run inside a loop over runs made LLVM spill the
-/// accumulators instead.)
+/// implicit-GEMM convolution, [`super::gemm_segmented`]): between runs the row
+/// pointers move so that `a[r] + kk` stays the address of step kk.
+///
+/// A 3x3 convolution has three runs, and they get three plain loops one after the
+/// other, each as tight as [`f32_steps`]'s. Any other run count takes the general
+/// loop, whose per-step branch costs the 12-row tiles their row pointers (see
+/// [`f32_steps`]); nesting a loop over the steps of a run inside a loop over runs
+/// made LLVM spill the accumulators instead.
 macro_rules! f32_segmented_steps {
     ($t:ident, $a:ident, $acc:ident, $np:literal, $ps:tt, [$($r:literal)+], $value:ident, $advance:ident) => {
         let (b, stride) = ($t.b, $t.panel_stride);
-        let mut seg_end = $t.seg_len;
-        for kk in 0..$t.k {
-            if kk == seg_end {
-                $advance!($a, $t.seg_stride.wrapping_sub($t.seg_len), [$($r)+]);
-                seg_end += $t.seg_len;
+        let (len, jump) = ($t.seg_len, $t.seg_stride.wrapping_sub($t.seg_len));
+        if $t.k == 3 * len {
+            for kk in 0..len {
+                f32_step!(b, stride, kk, $a, $acc, $np, $ps, [$($r)+], $value);
             }
-            f32_step!(b, stride, kk, $a, $acc, $np, $ps, [$($r)+], $value);
+            $advance!($a, jump, [$($r)+]);
+            for kk in len..2 * len {
+                f32_step!(b, stride, kk, $a, $acc, $np, $ps, [$($r)+], $value);
+            }
+            $advance!($a, jump, [$($r)+]);
+            for kk in 2 * len..3 * len {
+                f32_step!(b, stride, kk, $a, $acc, $np, $ps, [$($r)+], $value);
+            }
+        } else {
+            let mut seg_end = len;
+            for kk in 0..$t.k {
+                if kk == seg_end {
+                    $advance!($a, jump, [$($r)+]);
+                    seg_end += len;
+                }
+                f32_step!(b, stride, kk, $a, $acc, $np, $ps, [$($r)+], $value);
+            }
         }
     };
 }
