@@ -983,27 +983,48 @@ fn h2v2_fancy(near: &[u8], far: &[u8], _upper: bool, out: &mut [u8]) {
 
 // ---- jdcolor.c: YCbCr -> RGB ------------------------------------------------------------
 
+/// jdcolor.c's `ycc_rgb_convert`. libjpeg reads four tables built from
+/// `FIX(c) * x` (x = chroma - 128); the same integer expressions computed in place
+/// give the same values (`ycc_tables_equal_libjpegs` checks all 256) without a load per
+/// term and a bounds check per lookup, and every sum fits in an i32 (|x| <= 128).
 fn ycc_to_rgb(y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
-    const SCALEBITS: i64 = 16;
-    const ONE_HALF: i64 = 1 << (SCALEBITS - 1);
-    let fix = |x: f64| (x * (1i64 << SCALEBITS) as f64 + 0.5) as i64;
-    let mut cr_r = [0i32; 256];
-    let mut cb_b = [0i32; 256];
-    let mut cr_g = [0i64; 256];
-    let mut cb_g = [0i64; 256];
-    for i in 0..256 {
-        let x = i as i64 - 128;
-        cr_r[i] = ((fix(1.40200) * x + ONE_HALF) >> SCALEBITS) as i32;
-        cb_b[i] = ((fix(1.77200) * x + ONE_HALF) >> SCALEBITS) as i32;
-        cr_g[i] = -fix(0.71414) * x;
-        cb_g[i] = -fix(0.34414) * x + ONE_HALF;
-    }
     let clamp = |v: i32| v.clamp(0, 255) as u8;
-    for (i, px) in out.chunks_exact_mut(3).enumerate() {
-        let (yy, b, r) = (y[i] as i32, cb[i] as usize, cr[i] as usize);
-        px[0] = clamp(yy + cr_r[r]);
-        px[1] = clamp(yy + ((cb_g[b] + cr_g[r]) >> SCALEBITS) as i32);
-        px[2] = clamp(yy + cb_b[b]);
+    let pixels = out.chunks_exact_mut(3).zip(y).zip(cb).zip(cr);
+    for (((px, &yy), &b), &r) in pixels {
+        let (yy, xb, xr) = (yy as i32, b as i32 - 128, r as i32 - 128);
+        px[0] = clamp(yy + ycc::red(xr));
+        px[1] = clamp(yy + ycc::green(xb, xr));
+        px[2] = clamp(yy + ycc::blue(xb));
+    }
+}
+
+/// jdcolor.c's colour terms of chroma offsets `x = c - 128`, `SCALEBITS = 16`.
+mod ycc {
+    const SCALEBITS: i32 = 16;
+    const ONE_HALF: i32 = 1 << (SCALEBITS - 1);
+    /// `FIX(x)`: `(x * 2^16 + 0.5)` truncated.
+    const fn fix(x: f64) -> i32 {
+        (x * (1 << SCALEBITS) as f64 + 0.5) as i32
+    }
+    const CR_R: i32 = fix(1.40200);
+    const CB_B: i32 = fix(1.77200);
+    const CR_G: i32 = fix(0.71414);
+    const CB_G: i32 = fix(0.34414);
+
+    /// `Cr_r_tab[cr]`.
+    #[inline]
+    pub(super) fn red(xr: i32) -> i32 {
+        (CR_R * xr + ONE_HALF) >> SCALEBITS
+    }
+    /// `(Cb_g_tab[cb] + Cr_g_tab[cr]) >> SCALEBITS`, `Cb_g_tab` holding the `ONE_HALF`.
+    #[inline]
+    pub(super) fn green(xb: i32, xr: i32) -> i32 {
+        (-CB_G * xb + ONE_HALF - CR_G * xr) >> SCALEBITS
+    }
+    /// `Cb_b_tab[cb]`.
+    #[inline]
+    pub(super) fn blue(xb: i32) -> i32 {
+        (CB_B * xb + ONE_HALF) >> SCALEBITS
     }
 }
 
@@ -1107,5 +1128,27 @@ mod tests {
         let mut out = [0u8; 64];
         idct_block(&coefs, &[2; 64], &mut out, 8);
         assert!(out.iter().all(|&v| v == 138), "{out:?}");
+    }
+
+    #[test]
+    fn ycc_tables_equal_libjpegs() {
+        // jdcolor.c's build_ycc_rgb_table, in its own (64-bit JLONG) arithmetic.
+        const SCALEBITS: i64 = 16;
+        const ONE_HALF: i64 = 1 << (SCALEBITS - 1);
+        let fix = |x: f64| (x * (1i64 << SCALEBITS) as f64 + 0.5) as i64;
+        for b in 0..256i64 {
+            let xb = b - 128;
+            let cb_b = (fix(1.77200) * xb + ONE_HALF) >> SCALEBITS;
+            assert_eq!(ycc::blue(xb as i32) as i64, cb_b, "cb {b}");
+            let cb_g = -fix(0.34414) * xb + ONE_HALF;
+            for r in 0..256i64 {
+                let xr = r - 128;
+                let cr_r = (fix(1.40200) * xr + ONE_HALF) >> SCALEBITS;
+                assert_eq!(ycc::red(xr as i32) as i64, cr_r, "cr {r}");
+                let cr_g = -fix(0.71414) * xr;
+                let g = (cb_g + cr_g) >> SCALEBITS;
+                assert_eq!(ycc::green(xb as i32, xr as i32) as i64, g, "cb {b} cr {r}");
+            }
+        }
     }
 }
