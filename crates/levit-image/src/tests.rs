@@ -174,7 +174,7 @@ fn pillow_resize_then_crop(
 
 #[test]
 fn windowed_resampler_equals_pillows_full_resize() {
-    // Up- and downscales (every fixed-tap width: ksize 5 to 13 and wider), sizes left
+    // Up- and downscales (every fixed-tap width: ksize 5 to 13, and 15 to 27 on the general path), sizes left
     // unchanged on one axis, rows narrower than the filter, and noise with full-range
     // pixels so that the clamps to 0 and 255 are hit.
     let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -183,6 +183,8 @@ fn windowed_resampler_equals_pillows_full_resize() {
         (451, 300, 372, 248, 224, 224),
         (600, 400, 372, 248, 224, 224),
         (900, 700, 318, 248, 224, 224),
+        (1024, 768, 331, 248, 224, 224),
+        (950, 900, 262, 248, 224, 224),
         (1300, 1000, 322, 248, 224, 224),
         (2000, 1500, 330, 248, 224, 224),
         (3000, 500, 1488, 248, 224, 224),
