@@ -347,8 +347,10 @@ pub(crate) const F32_TILES: Tiles<f32> = Tiles {
     run: rows::run_tile,
 };
 
-/// [`F32_TILES`] on A rows made of several runs ([`super::gemm_segmented`]).
+/// [`F32_TILES`] on A rows made of several runs ([`super::gemm_segmented`]), tall
+/// tiles only: a convolution's small weights stay cached, so wide tiles would not help.
 pub(crate) const F32_SEGMENTED_TILES: Tiles<f32> = Tiles {
+    wide: None,
     run: segmented_rows::run_tile,
     ..F32_TILES
 };

@@ -428,10 +428,10 @@ pub(crate) unsafe fn drive<W>(
 ) {
     debug_assert!(kernel.mr <= MAX_MR);
     let GemmArgs { k, n, ldc, .. } = *args;
-    // Wide tiles help when B streams from memory; a segmented A (a convolution, whose
-    // small weights stay cached) keeps the tall tiles.
+    // Wide tiles help when B streams from memory (the segmented convolution tiles,
+    // whose small weights stay cached, have none).
     let (mr_max, np_max) = match kernel.wide {
-        Some(wide) if rows.len() <= WIDE_MAX_ROWS && segments.len >= k => wide,
+        Some(wide) if rows.len() <= WIDE_MAX_ROWS => wide,
         _ => (kernel.mr, kernel.np),
     };
     let panel_len = (kernel.panel_len)(k);
